@@ -1,0 +1,200 @@
+"""Read a site TOML file, apply command-line overrides, validate, and report errors clearly."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ems.config.models import SiteConfig
+
+SITE_DIR = Path(__file__).resolve().parents[2] / "site_configs"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; `lines` holds one message per problem, each naming field and value."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+@dataclass(frozen=True)
+class LoadedSite:
+    config: SiteConfig
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, file: str) -> Path:
+        p = Path(file)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def find_site(name_or_path: str) -> Path:
+    """A path to a TOML file, or the name of a bundled site (site_configs/NAME.toml)."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.exists():
+            raise ConfigError([f"{p}: no such file"])
+        return p
+    bundled = SITE_DIR / f"{name_or_path}.toml"
+    if bundled.exists():
+        return bundled
+    known = sorted(f.stem for f in SITE_DIR.glob("*.toml"))
+    raise ConfigError([f"site {name_or_path!r}: not a file and not a bundled site (bundled: {', '.join(known)})"])
+
+
+def load_site(name_or_path: str, overrides: list[str] | None = None) -> LoadedSite:
+    path = find_site(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    for item in overrides or []:
+        apply_override(raw, item)
+    try:
+        config = SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([f"{path}: {line}" for line in format_errors(exc, raw)]) from None
+    site = LoadedSite(config=config, path=path.resolve())
+    missing = [f"{where}: file {f!r} not found (resolved to {site.resolve(f)})"
+               for where, f in data_files(config) if not site.resolve(f).exists()]
+    if missing:
+        raise ConfigError([f"{path}: {m}" for m in missing])
+    return site
+
+
+def data_files(config: SiteConfig) -> list[tuple[str, str]]:
+    """(field path, file) for every data file the config refers to."""
+    out: list[tuple[str, str]] = [("grid.carbon.file", config.grid.carbon.file)]
+    for key, tariff in (("grid.tariff", config.grid.tariff), ("grid.export_tariff", config.grid.export_tariff)):
+        if tariff.kind == "series":
+            out.append((f"{key}.file", tariff.file))
+    for i, pv in enumerate(config.pv):
+        f = pv.weather_file or pv.series_file
+        if f:
+            out.append((f"pv[{i}].{'weather_file' if pv.weather_file else 'series_file'}", f))
+    for i, ld in enumerate(config.load):
+        out.append((f"load[{i}].file", ld.file))
+    for i, o in enumerate(config.hydrogen_offtake):
+        if o.file:
+            out.append((f"hydrogen_offtake[{i}].file", o.file))
+    if config.ev_sessions is not None and config.ev_sessions.kind == "file":
+        out.append(("ev_sessions.file", config.ev_sessions.file))
+    return out
+
+
+def _lookup(raw: Any, loc: tuple[Any, ...]) -> Any:
+    node = raw
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return node
+
+
+_MISSING = object()
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("fixed", "tou", "series", "daily", "file"):
+            continue  # discriminated-union tag, not a field
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def format_errors(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
+    """One line per error: field path, the bad value, and what was expected."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        field = format_loc(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            lines.append(f"{field}: missing (required)")
+            continue
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{field} = {err['input']!r}: unknown field (check the spelling)")
+            continue
+        value = _lookup(raw, tuple(p for p in loc if p not in ("fixed", "tou", "series", "daily", "file")))
+        if value is _MISSING or isinstance(value, dict | list):
+            lines.append(f"{field}: {msg}")
+        else:
+            lines.append(f"{field} = {value!r}: {msg}")
+    return lines
+
+
+_PATH = re.compile(r"^([A-Za-z_][\w]*)(?:\[(\d+)\])?$")
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply "a.b=value" to the raw TOML tree.
+
+    A list of tables can be addressed by index (battery[0].capacity_kwh), by asset name
+    (battery.bess.capacity_kwh), or not at all (battery.capacity_kwh: every entry).
+    The value is read as TOML (numbers, booleans, strings, arrays), else as a string.
+    """
+    if "=" not in item:
+        raise ConfigError([f"--set {item!r}: expected KEY=VALUE"])
+    key, text = item.split("=", 1)
+    try:
+        value: Any = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    parts = key.strip().split(".")
+    targets: list[Any] = [raw]
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        m = _PATH.match(part)
+        if not m:
+            raise ConfigError([f"--set {item!r}: bad key part {part!r}"])
+        name, index = m.group(1), m.group(2)
+        nxt: list[Any] = []
+        for node in targets:
+            if isinstance(node, list):
+                named = [e for e in node if isinstance(e, dict) and e.get("name") == name]
+                if named:
+                    nxt.extend(named)
+                    continue
+                for entry in node:
+                    _descend(entry, name, index, last, value, nxt, item)
+            else:
+                _descend(node, name, index, last, value, nxt, item)
+        targets = nxt
+        if not last and not targets:
+            raise ConfigError([f"--set {item!r}: {'.'.join(parts[:depth + 1])} does not exist in this site"])
+
+
+def _descend(node: Any, name: str, index: str | None, last: bool, value: Any,
+             out: list[Any], item: str) -> None:
+    if not isinstance(node, dict):
+        raise ConfigError([f"--set {item!r}: cannot set {name!r} inside a value"])
+    if last and index is None:
+        node[name] = value
+        return
+    if name not in node:
+        if last:
+            node[name] = value
+            return
+        node[name] = {}
+    child = node[name]
+    if index is not None:
+        if not isinstance(child, list) or int(index) >= len(child):
+            raise ConfigError([f"--set {item!r}: {name}[{index}] does not exist"])
+        child = child[int(index)]
+        if last:
+            raise ConfigError([f"--set {item!r}: cannot replace a whole table"])
+    out.append(child)

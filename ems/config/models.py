@@ -1,0 +1,392 @@
+"""Site configuration models (pydantic v2). One TOML file per site under site_configs/.
+
+Units: kW, kWh, kg, gCO2/kWh, money in the site's currency; times of day "HH:MM" local time.
+Relative file paths are resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+NonNeg = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Efficiency = Annotated[float, Field(gt=0, le=1)]
+DaysKind = Literal["all", "weekdays", "weekends"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def minutes_of_day(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
+class TimeWindow(Strict):
+    """A daily window in local time; end may be "24:00"; end < start wraps past midnight."""
+
+    start: str
+    end: str
+    months: list[Annotated[int, Field(ge=1, le=12)]] = Field(default_factory=lambda: list(range(1, 13)))
+    days: DaysKind = "all"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _HHMM.match(v):
+            raise ValueError(f"time of day must be HH:MM (00:00..24:00), got {v!r}")
+        return v
+
+
+class TouRule(TimeWindow):
+    period: str
+
+
+class LimitRule(TimeWindow):
+    kw: NonNeg
+
+
+class FixedTariff(Strict):
+    kind: Literal["fixed"]
+    price_per_kwh: float
+
+
+class TouTariff(Strict):
+    """Time-of-use table: later rules override earlier ones; unmatched times are default_period."""
+
+    kind: Literal["tou"]
+    default_period: str
+    prices: dict[str, float]
+    rules: list[TouRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _periods_priced(self) -> TouTariff:
+        for name in [self.default_period, *(r.period for r in self.rules)]:
+            if name not in self.prices:
+                raise ValueError(f"period {name!r} has no price in prices {sorted(self.prices)}")
+        return self
+
+
+class SeriesTariff(Strict):
+    """Prices from a CSV file (timestamp_utc + column), currency per kWh."""
+
+    kind: Literal["series"]
+    file: str
+    column: str = "price_per_kwh"
+
+
+Tariff = Annotated[FixedTariff | TouTariff | SeriesTariff, Field(discriminator="kind")]
+
+
+class DemandCharge(Strict):
+    price_per_kw: NonNeg
+    """Per kW of the billing period's maximum import (step average)."""
+    billing: Literal["monthly"] = "monthly"
+    windows: list[TimeWindow] = Field(default_factory=list)
+    """Only import in these windows counts; empty means all hours."""
+
+
+class CarbonSource(Strict):
+    file: str
+    column: str
+    kind: Literal["average", "marginal"]
+
+
+class Device(Strict):
+    """Where the device layer finds this asset; ignored by the planner."""
+
+    profile: str
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+
+
+class GridConfig(Strict):
+    import_limit_kw: NonNeg
+    export_limit_kw: NonNeg
+    import_limit_rules: list[LimitRule] = Field(default_factory=list)
+    export_limit_rules: list[LimitRule] = Field(default_factory=list)
+    tariff: Tariff
+    export_tariff: Tariff = FixedTariff(kind="fixed", price_per_kwh=0.0)
+    demand_charge: DemandCharge | None = None
+    carbon: CarbonSource
+    device: Device | None = None
+
+
+class SiteInfo(Strict):
+    name: str
+    timezone: str
+    latitude: Annotated[float, Field(ge=-90, le=90)]
+    longitude: Annotated[float, Field(ge=-180, le=180)]
+    currency: str = "EUR"
+    data_start: str | None = None
+    data_end: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {v!r}") from exc
+        return v
+
+
+class Planning(Strict):
+    horizon_hours: Annotated[float, Field(gt=0, le=168)] = 48
+    step_minutes: Literal[5, 10, 15, 20, 30, 60] = 15
+    replan_every_minutes: Annotated[int, Field(gt=0)] = 60
+    objective: Literal["cost", "carbon_price", "carbon"] = "cost"
+    carbon_price_per_kg: NonNeg = 0.0
+    time_limit_s: Annotated[float, Field(gt=0)] = 10.0
+    mip_rel_gap: Annotated[float, Field(ge=0, lt=1)] = 0.001
+    integer_horizon_hours: Annotated[float, Field(ge=0)] | None = 12.0
+    """On/off decisions are exact (binary) this far ahead and relaxed beyond (re-planned
+    before they happen); None: exact over the whole horizon."""
+
+    @model_validator(mode="after")
+    def _whole_steps(self) -> Planning:
+        if (self.horizon_hours * 60) % self.step_minutes:
+            raise ValueError(f"horizon_hours {self.horizon_hours} is not a whole number of "
+                             f"{self.step_minutes}-minute steps")
+        if self.replan_every_minutes % self.step_minutes:
+            raise ValueError(f"replan_every_minutes {self.replan_every_minutes} is not a multiple "
+                             f"of step_minutes {self.step_minutes}")
+        return self
+
+
+class PvConfig(Strict):
+    """PV from bundled weather (pvlib) with its geometry, or from a per-kWp series file."""
+
+    name: str
+    kwp: Annotated[float, Field(gt=0)]
+    tilt_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
+    azimuth_deg: Annotated[float, Field(ge=0, lt=360)] = 180.0
+    system_loss_fraction: Fraction = 0.14
+    weather_file: str | None = None
+    series_file: str | None = None
+    series_column: str = "pv_kw_per_kwp"
+    curtailable: bool = True
+    device: Device | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PvConfig:
+        if (self.weather_file is None) == (self.series_file is None):
+            raise ValueError("give exactly one of weather_file or series_file")
+        return self
+
+
+class BatteryConfig(Strict):
+    name: str
+    chemistry: str = "LFP"
+    capacity_kwh: Annotated[float, Field(gt=0)]
+    max_charge_kw: Annotated[float, Field(gt=0)]
+    max_discharge_kw: Annotated[float, Field(gt=0)]
+    charge_efficiency: Efficiency = 0.95
+    discharge_efficiency: Efficiency = 0.95
+    soc_min_fraction: Fraction = 0.10
+    soc_max_fraction: Fraction = 0.90
+    initial_soc_fraction: Fraction = 0.50
+    degradation_cost_per_kwh: NonNeg = 0.0
+    allow_grid_charging: bool = True
+    device: Device | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> BatteryConfig:
+        if self.soc_min_fraction > self.soc_max_fraction:
+            raise ValueError(f"soc_min_fraction {self.soc_min_fraction} is above "
+                             f"soc_max_fraction {self.soc_max_fraction}")
+        return self
+
+
+class EvChargerConfig(Strict):
+    """Power from max_kw/min_kw, or from current x phases x voltage."""
+
+    name: str
+    max_kw: Annotated[float, Field(gt=0)] | None = None
+    min_kw: NonNeg | None = None
+    max_current_a: Annotated[float, Field(gt=0)] | None = None
+    min_current_a: NonNeg | None = None
+    phases: Literal[1, 3] = 3
+    voltage_v: Annotated[float, Field(gt=0)] = 230.0
+    efficiency: Efficiency = 0.92
+    v2g: bool = False
+    max_discharge_kw: NonNeg = 0.0
+    device: Device | None = None
+
+    @model_validator(mode="after")
+    def _power(self) -> EvChargerConfig:
+        if self.max_kw is None and self.max_current_a is None:
+            raise ValueError("give max_kw or max_current_a")
+        if self.v2g and self.max_discharge_kw <= 0:
+            raise ValueError("v2g = true needs max_discharge_kw > 0")
+        if self.min_power_kw > self.max_power_kw:
+            raise ValueError(f"minimum power {self.min_power_kw:.2f} kW exceeds maximum "
+                             f"{self.max_power_kw:.2f} kW")
+        return self
+
+    @property
+    def max_power_kw(self) -> float:
+        if self.max_kw is not None:
+            return self.max_kw
+        assert self.max_current_a is not None
+        return self.max_current_a * self.phases * self.voltage_v / 1000.0
+
+    @property
+    def min_power_kw(self) -> float:
+        if self.min_kw is not None:
+            return self.min_kw
+        if self.min_current_a is not None:
+            return self.min_current_a * self.phases * self.voltage_v / 1000.0
+        return 0.0
+
+
+class DailySession(Strict):
+    chargers: list[str]
+    arrive: str
+    depart: str
+    energy_kwh: Annotated[float, Field(gt=0)]
+    days: DaysKind = "all"
+
+    @field_validator("arrive", "depart")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _HHMM.match(v):
+            raise ValueError(f"time of day must be HH:MM, got {v!r}")
+        return v
+
+
+class DailySessions(Strict):
+    """The same sessions every (week)day; depart before arrive means the next day."""
+
+    kind: Literal["daily"]
+    schedule: list[DailySession]
+
+
+class FileSessions(Strict):
+    """Recorded sessions: CSV with session_id, station_id, arrival_utc, departure_utc, energy_kwh.
+
+    Stations are mapped to chargers by `station_map`, else to the charger of the same name,
+    else in order of first appearance onto the configured chargers (round robin)."""
+
+    kind: Literal["file"]
+    file: str
+    station_map: dict[str, str] = Field(default_factory=dict)
+
+
+EvSessions = Annotated[DailySessions | FileSessions, Field(discriminator="kind")]
+
+
+class ElectrolyserConfig(Strict):
+    name: str
+    rated_kw: Annotated[float, Field(gt=0)]
+    min_load_fraction: Fraction = 0.1
+    kwh_per_kg: Annotated[float, Field(gt=33.3)] = 53.0
+    """Electricity per kg of hydrogen; must exceed the LHV (33.33 kWh/kg)."""
+    standby_kw: NonNeg = 0.0
+    startup_cost: NonNeg = 0.0
+    min_up_hours: NonNeg = 0.0
+    min_down_hours: NonNeg = 0.0
+    tank: str
+    device: Device | None = None
+
+
+class HydrogenTankConfig(Strict):
+    name: str
+    capacity_kg: Annotated[float, Field(gt=0)]
+    floor_kg: NonNeg = 0.0
+    initial_kg: NonNeg = 0.0
+    terminal_value_per_kg: NonNeg = 0.0
+
+    @model_validator(mode="after")
+    def _levels(self) -> HydrogenTankConfig:
+        if self.floor_kg > self.capacity_kg:
+            raise ValueError(f"floor_kg {self.floor_kg} exceeds capacity_kg {self.capacity_kg}")
+        if self.initial_kg > self.capacity_kg:
+            raise ValueError(f"initial_kg {self.initial_kg} exceeds capacity_kg {self.capacity_kg}")
+        return self
+
+
+class OfftakeWindow(TimeWindow):
+    kg_per_hour: NonNeg
+
+
+class HydrogenOfftakeConfig(Strict):
+    """Daily schedule of kg/hour windows, or a series file (kg per hour)."""
+
+    name: str
+    tank: str
+    schedule: list[OfftakeWindow] = Field(default_factory=list)
+    file: str | None = None
+    column: str = "kg_per_hour"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HydrogenOfftakeConfig:
+        if bool(self.schedule) == (self.file is not None):
+            raise ValueError("give exactly one of schedule or file")
+        return self
+
+
+class LoadConfig(Strict):
+    name: str
+    file: str
+    column: str = "load_kw"
+    scale: NonNeg = 1.0
+    device: Device | None = None
+
+
+class SiteConfig(Strict):
+    site: SiteInfo
+    planning: Planning = Planning()
+    grid: GridConfig
+    pv: list[PvConfig] = Field(default_factory=list)
+    battery: list[BatteryConfig] = Field(default_factory=list)
+    ev_charger: list[EvChargerConfig] = Field(default_factory=list)
+    ev_sessions: EvSessions | None = None
+    electrolyser: list[ElectrolyserConfig] = Field(default_factory=list)
+    hydrogen_tank: list[HydrogenTankConfig] = Field(default_factory=list)
+    hydrogen_offtake: list[HydrogenOfftakeConfig] = Field(default_factory=list)
+    load: list[LoadConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> SiteConfig:
+        groups: dict[str, list[str]] = {
+            "pv": [p.name for p in self.pv], "battery": [b.name for b in self.battery],
+            "ev_charger": [c.name for c in self.ev_charger],
+            "electrolyser": [e.name for e in self.electrolyser],
+            "hydrogen_tank": [t.name for t in self.hydrogen_tank],
+            "hydrogen_offtake": [o.name for o in self.hydrogen_offtake],
+            "load": [ld.name for ld in self.load],
+        }
+        seen: set[str] = set()
+        for group, names in groups.items():
+            for name in names:
+                if name in seen or name == "grid":
+                    raise ValueError(f"{group}: asset name {name!r} is used twice (names must be unique)")
+                seen.add(name)
+        tanks = set(groups["hydrogen_tank"])
+        for e in self.electrolyser:
+            if e.tank not in tanks:
+                raise ValueError(f"electrolyser {e.name!r}: tank {e.tank!r} is not a hydrogen_tank "
+                                 f"(have {sorted(tanks)})")
+        for o in self.hydrogen_offtake:
+            if o.tank not in tanks:
+                raise ValueError(f"hydrogen_offtake {o.name!r}: tank {o.tank!r} is not a "
+                                 f"hydrogen_tank (have {sorted(tanks)})")
+        chargers = set(groups["ev_charger"])
+        if isinstance(self.ev_sessions, DailySessions):
+            for s in self.ev_sessions.schedule:
+                for c in s.chargers:
+                    if c not in chargers:
+                        raise ValueError(f"ev_sessions: charger {c!r} is not an ev_charger "
+                                         f"(have {sorted(chargers)})")
+        if self.ev_sessions is not None and not chargers:
+            raise ValueError("ev_sessions given but no ev_charger configured")
+        return self

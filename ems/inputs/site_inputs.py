@@ -1,0 +1,238 @@
+"""Per-step inputs of a site over a period, computed once and sliced per horizon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from ems.config.loader import LoadedSite
+from ems.config.models import (
+    DailySessions,
+    EvChargerConfig,
+    FileSessions,
+    FixedTariff,
+    PvConfig,
+    SeriesTariff,
+    SiteConfig,
+    Tariff,
+    TouTariff,
+    minutes_of_day,
+)
+from ems.inputs.calendar import any_window, local_steps, window_mask
+from ems.inputs.csv_series import SeriesFileError, read_series, to_steps
+
+
+@dataclass(frozen=True)
+class EvSessionEvent:
+    """A vehicle's stay at a charger: UTC arrival/departure and the energy it wants (kWh)."""
+
+    session_id: str
+    charger: str
+    arrival_utc: datetime
+    departure_utc: datetime
+    energy_kwh: float
+
+
+@dataclass
+class SiteInputs:
+    """Step-resolution inputs. Columns of `frame`:
+
+    import_price_per_kwh, export_price_per_kwh, carbon_g_per_kwh, import_limit_kw,
+    export_limit_kw, demand_window (bool), pv:<name>_kw, load:<name>_kw, h2:<offtake>_kg
+    (kg per step). Index: step starts (UTC).
+    """
+
+    frame: pd.DataFrame
+    step_minutes: int
+    sessions: list[EvSessionEvent]
+    carbon_kind: str
+    dropped_sessions: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def window(self, start: pd.Timestamp, n_steps: int) -> pd.DataFrame:
+        i = self.frame.index.get_indexer([start])[0]
+        if i < 0 or i + n_steps > len(self.frame):
+            raise SeriesFileError(
+                f"inputs cover {self.frame.index[0].isoformat()} to {self.frame.index[-1].isoformat()}; "
+                f"{n_steps} steps from {start.isoformat()} were asked for"
+            )
+        return self.frame.iloc[i:i + n_steps]
+
+
+def step_index(start_utc: datetime, end_utc: datetime, step_minutes: int) -> pd.DatetimeIndex:
+    return pd.date_range(pd.Timestamp(start_utc).tz_convert("UTC"), pd.Timestamp(end_utc).tz_convert("UTC"),
+                         freq=f"{step_minutes}min", inclusive="left")
+
+
+def tariff_prices(tariff: Tariff, site: LoadedSite, steps: pd.DatetimeIndex, what: str) -> np.ndarray:
+    """Price per kWh at each step (currency of the site)."""
+    if isinstance(tariff, FixedTariff):
+        return np.full(len(steps), tariff.price_per_kwh)
+    if isinstance(tariff, SeriesTariff):
+        path = site.resolve(tariff.file)
+        return to_steps(read_series(path, tariff.column), steps, f"{what} ({path})").to_numpy()
+    assert isinstance(tariff, TouTariff)
+    return tou_prices(tariff, local_steps(steps, site.config.site.timezone))
+
+
+def tou_prices(tariff: TouTariff, local: pd.DatetimeIndex) -> np.ndarray:
+    prices = np.full(len(local), tariff.prices[tariff.default_period])
+    for rule in tariff.rules:
+        prices[window_mask(rule, local)] = tariff.prices[rule.period]
+    return prices
+
+
+def tou_periods(tariff: TouTariff, local: pd.DatetimeIndex) -> np.ndarray:
+    """Period name of each step (for tables and tests)."""
+    names = np.full(len(local), tariff.default_period, dtype=object)
+    for rule in tariff.rules:
+        names[window_mask(rule, local)] = rule.period
+    return names
+
+
+@lru_cache(maxsize=16)
+def _pv_hourly(weather_path: str, mtime: float, lat: float, lon: float, kwp: float, tilt: float,
+               azimuth: float, loss: float) -> pd.Series:
+    from ems.pv_model import pv_ac_kw, read_weather_csv
+
+    weather = read_weather_csv(Path(weather_path))
+    return pv_ac_kw(weather, lat, lon, kwp, tilt, azimuth, system_loss_fraction=loss)
+
+
+def pv_series(pv: PvConfig, site: LoadedSite, steps: pd.DatetimeIndex) -> np.ndarray:
+    cfg = site.config.site
+    if pv.series_file is not None:
+        path = site.resolve(pv.series_file)
+        per_kwp = read_series(path, pv.series_column)
+        return to_steps(per_kwp, steps, f"pv {pv.name} ({path})").to_numpy() * pv.kwp
+    assert pv.weather_file is not None
+    path = site.resolve(pv.weather_file)
+    hourly = _pv_hourly(str(path), path.stat().st_mtime, cfg.latitude, cfg.longitude, pv.kwp,
+                        pv.tilt_deg, pv.azimuth_deg, pv.system_loss_fraction)
+    return np.clip(to_steps(hourly, steps, f"pv {pv.name} weather ({path})").to_numpy(), 0.0, None)
+
+
+def limit_series(base_kw: float, rules: list, local: pd.DatetimeIndex) -> np.ndarray:  # type: ignore[type-arg]
+    out = np.full(len(local), base_kw)
+    for rule in rules:
+        out[window_mask(rule, local)] = rule.kw
+    return out
+
+
+def daily_sessions(cfg: DailySessions, tz: str, start: datetime, end: datetime) -> list[EvSessionEvent]:
+    zone = ZoneInfo(tz)
+    first = (start.astimezone(zone) - timedelta(days=1)).date()
+    last = end.astimezone(zone).date()
+    out = []
+    day = first
+    while day <= last:
+        for entry in cfg.schedule:
+            weekday = day.weekday() < 5
+            if entry.days == "weekdays" and not weekday or entry.days == "weekends" and weekday:
+                continue
+            arrive = _local(day, entry.arrive, zone)
+            depart_day = day if minutes_of_day(entry.depart) > minutes_of_day(entry.arrive) else day + timedelta(days=1)
+            depart = _local(depart_day, entry.depart, zone)
+            for charger in entry.chargers:
+                out.append(EvSessionEvent(
+                    session_id=f"{charger}@{arrive.astimezone(zone):%Y-%m-%dT%H:%M}",
+                    charger=charger, arrival_utc=arrive.astimezone(ZoneInfo("UTC")),
+                    departure_utc=depart.astimezone(ZoneInfo("UTC")), energy_kwh=entry.energy_kwh))
+        day += timedelta(days=1)
+    return [s for s in out if s.departure_utc > start and s.arrival_utc < end]
+
+
+def _local(day: date, hhmm: str, zone: ZoneInfo) -> datetime:
+    minutes = minutes_of_day(hhmm)
+    return datetime(day.year, day.month, day.day, tzinfo=zone) + timedelta(minutes=minutes)
+
+
+def file_sessions(cfg: FileSessions, site: LoadedSite, chargers: list[EvChargerConfig],
+                  start: datetime, end: datetime) -> tuple[list[EvSessionEvent], int]:
+    """Recorded sessions mapped onto chargers; a session whose charger is busy moves to a free
+    one, or is dropped (counted) when none is free."""
+    path = site.resolve(cfg.file)
+    try:
+        raw = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError) as exc:
+        raise SeriesFileError(f"{path}: cannot read CSV: {exc}") from None
+    need = ["session_id", "station_id", "arrival_utc", "departure_utc", "energy_kwh"]
+    missing = [c for c in need if c not in raw.columns]
+    if missing:
+        raise SeriesFileError(f"{path}: missing columns {missing} (have {list(raw.columns)})")
+    arr = pd.to_datetime(raw["arrival_utc"], utc=True, format="ISO8601")
+    dep = pd.to_datetime(raw["departure_utc"], utc=True, format="ISO8601")
+    keep = (dep > pd.Timestamp(start)) & (arr < pd.Timestamp(end))
+    raw, arr, dep = raw[keep], arr[keep], dep[keep]
+    names = [c.name for c in chargers]
+    mapping = dict(cfg.station_map)
+    free_at: dict[str, pd.Timestamp] = {n: pd.Timestamp.min.tz_localize("UTC") for n in names}
+    out, dropped = [], 0
+    for (_, row), a, d in zip(raw.iterrows(), arr, dep, strict=True):
+        station = str(row["station_id"])
+        if station not in mapping:
+            mapping[station] = station if station in free_at else names[len(mapping) % len(names)]
+        charger = mapping[station]
+        if free_at[charger] > a:
+            alternatives = [n for n in names if free_at[n] <= a]
+            if not alternatives:
+                dropped += 1
+                continue
+            charger = alternatives[0]
+        free_at[charger] = d
+        out.append(EvSessionEvent(session_id=str(row["session_id"]), charger=charger,
+                                  arrival_utc=a.to_pydatetime(), departure_utc=d.to_pydatetime(),
+                                  energy_kwh=float(row["energy_kwh"])))
+    return out, dropped
+
+
+def build_inputs(site: LoadedSite, start_utc: datetime, end_utc: datetime) -> SiteInputs:
+    """Inputs for every step in [start_utc, end_utc)."""
+    cfg: SiteConfig = site.config
+    steps = step_index(start_utc, end_utc, cfg.planning.step_minutes)
+    local = local_steps(steps, cfg.site.timezone)
+    step_h = cfg.planning.step_minutes / 60.0
+    g = cfg.grid
+    cols: dict[str, np.ndarray] = {
+        "import_price_per_kwh": tariff_prices(g.tariff, site, steps, "grid.tariff"),
+        "export_price_per_kwh": tariff_prices(g.export_tariff, site, steps, "grid.export_tariff"),
+        "carbon_g_per_kwh": to_steps(read_series(site.resolve(g.carbon.file), g.carbon.column), steps,
+                                     f"grid.carbon ({site.resolve(g.carbon.file)})").to_numpy(),
+        "import_limit_kw": limit_series(g.import_limit_kw, g.import_limit_rules, local),
+        "export_limit_kw": limit_series(g.export_limit_kw, g.export_limit_rules, local),
+        "demand_window": (any_window(g.demand_charge.windows, local)
+                          if g.demand_charge and g.demand_charge.windows else np.ones(len(steps), bool)),
+    }
+    if np.any(cols["carbon_g_per_kwh"] < 0):
+        raise SeriesFileError(f"grid.carbon ({g.carbon.file}): negative intensity")
+    for pv in cfg.pv:
+        cols[f"pv:{pv.name}_kw"] = pv_series(pv, site, steps)
+    for ld in cfg.load:
+        path = site.resolve(ld.file)
+        cols[f"load:{ld.name}_kw"] = to_steps(read_series(path, ld.column), steps,
+                                              f"load {ld.name} ({path})").to_numpy() * ld.scale
+    for off in cfg.hydrogen_offtake:
+        if off.file is not None:
+            path = site.resolve(off.file)
+            kg_h = to_steps(read_series(path, off.column), steps, f"hydrogen_offtake {off.name} ({path})").to_numpy()
+        else:
+            kg_h = np.zeros(len(steps))
+            for w in off.schedule:
+                kg_h[window_mask(w, local)] += w.kg_per_hour
+        cols[f"h2:{off.name}_kg"] = kg_h * step_h
+    frame = pd.DataFrame(cols, index=steps)
+    sessions: list[EvSessionEvent] = []
+    dropped = 0
+    if isinstance(cfg.ev_sessions, DailySessions):
+        sessions = daily_sessions(cfg.ev_sessions, cfg.site.timezone, start_utc, end_utc)
+    elif isinstance(cfg.ev_sessions, FileSessions):
+        sessions, dropped = file_sessions(cfg.ev_sessions, site, cfg.ev_charger, start_utc, end_utc)
+    sessions.sort(key=lambda s: (s.arrival_utc, s.charger))
+    return SiteInputs(frame=frame, step_minutes=cfg.planning.step_minutes, sessions=sessions,
+                      carbon_kind=g.carbon.kind, dropped_sessions=dropped)
