@@ -74,8 +74,13 @@ def _template(expr: Any, store: ParamStore, slots: list[tuple[str, float]]) -> s
         slots.append(("p", float(pos)))
         return f"s{len(slots) - 1}"
     name = type(expr).__name__
-    args = getattr(expr, "args", None)
-    if name in _OPS and args is not None:
+    args: Any = getattr(expr, "args", None)
+    if args is None:
+        if getattr(expr, "is_constant", lambda: False)():
+            slots.append(("c", float(pyo.value(expr))))
+            return f"s{len(slots) - 1}"
+        raise Unsupported(f"cannot compile expression of type {name}")
+    if name in _OPS:
         return "(" + _OPS[name].join(_template(a, store, slots) for a in args) + ")"
     if name in ("NegationExpression", "NPV_NegationExpression"):
         return "(-" + _template(args[0], store, slots) + ")"
@@ -134,7 +139,7 @@ class _Compiled:
         for code, targets, arrays in self.groups:
             for k, (kind, arr) in enumerate(arrays):
                 env[f"s{k}"] = values[arr] if kind == "p" else arr
-            out[targets] = eval(code, env)  # noqa: S307 - compiled from our own model
+            out[targets] = eval(code, env)
         return out
 
 

@@ -94,6 +94,7 @@ class RollingPlanner:
         site = self._ensure_model(problem)
         integer_vars = site.integer_vars()
         opts = {"time_limit": problem.solver.time_limit_s, "rel_gap": problem.solver.mip_rel_gap}
+        self._threads = problem.solver.threads
         self._solver_time = 0.0
         gap: float | None = None
         if not integer_vars:
@@ -108,11 +109,12 @@ class RollingPlanner:
         else:
             lower, upper = self._relaxed_then_rounded(site, problem, integer_vars, opts)
             rounded = site.ctx.solution
-            gap = max(0.0, upper - lower) / max(1.0, abs(upper))
+            feasible = upper < float("inf")
+            gap = max(0.0, upper - lower) / max(1.0, abs(upper)) if feasible else None
             method, status = "rounded_lp", "optimal"
-            if problem.solver.relax_integers:
+            if problem.solver.relax_integers and feasible:
                 status = "relaxed"
-            elif gap > problem.solver.mip_rel_gap:
+            elif gap is None or gap > problem.solver.mip_rel_gap:
                 results = self._run(opts)
                 if results.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible):
                     self._read_solution()
@@ -138,8 +140,11 @@ class RollingPlanner:
     def _run(self, opts: dict[str, float]) -> Any:
         highs = self.solver
         before = _run_time(highs)
-        results = highs.solve(self.site.model if self.site else None, time_limit=opts["time_limit"],
-                              rel_gap=opts["rel_gap"])
+        # HiGHS checks time_limit against its run clock, which accumulates over the runs of a
+        # persistent instance: the limit of this run is the clock now plus the allowance.
+        results = highs.solve(self.site.model if self.site else None,
+                              time_limit=before + opts["time_limit"],
+                              rel_gap=opts["rel_gap"], threads=self._threads)
         self._solver_time += max(0.0, _run_time(highs) - before)
         return results
 
@@ -158,7 +163,10 @@ class RollingPlanner:
         int_cols = np.array([var_map[id(v)] for v in integer_vars], dtype=np.int32)
         h.changeColsIntegrality(len(int_cols), int_cols,
                                 np.full(len(int_cols), highspy.HighsVarType.kContinuous))
-        self._run(opts)
+        relaxed = self._run(opts)
+        if not _solved(relaxed):
+            raise RuntimeError(f"LP relaxation failed: {relaxed.termination_condition.name} "
+                               "(a bug: every limit is soft)")
         self._read_solution()
         lower = self._objective()
         rounding = site.round_integers(problem)
@@ -166,9 +174,12 @@ class RollingPlanner:
                         dtype=np.int32)
         fixed = np.array([float(x) for _, vals in rounding for x in vals])
         h.changeColsBounds(len(cols), cols, fixed, fixed)
-        self._run(opts)
-        self._read_solution()
-        upper = self._objective()
+        rounded = self._run(opts)
+        if _solved(rounded):
+            self._read_solution()
+            upper = self._objective()
+        else:
+            upper = float("inf")  # the rounding did not fit: the MILP decides
         h.changeColsIntegrality(len(int_cols), int_cols,
                                 np.full(len(int_cols), highspy.HighsVarType.kInteger))
         if self.fast is not None:
@@ -181,6 +192,11 @@ class RollingPlanner:
     def _read_solution(self) -> None:
         assert self.site is not None
         self.site.ctx.solution = np.array(self.solver._solver_model.getSolution().col_value)
+
+
+def _solved(results: Any) -> bool:
+    return bool(results.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
+                and results.termination_condition is TerminationCondition.convergenceCriteriaSatisfied)
 
 
 def _run_time(highs: Any) -> float:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 
 
-class ObjectiveMode(str, Enum):
+class ObjectiveMode(StrEnum):
     """How cost and carbon are weighed.
 
     COST: money only (carbon reported, not priced).
@@ -181,8 +181,9 @@ class HydrogenTank:
     capacity_kg: float
     floor_kg: float
     initial_kg: float
-    terminal_value_per_kg: float = 0.0
-    """Value credited per kg left in the tank at the horizon end."""
+    terminal_value_per_kg: float | None = None
+    """Value credited per kg left in the tank at the horizon end; None: what it would cost to
+    make it again at the horizon's cheapest import price (best kWh/kg feeding the tank)."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,8 @@ class Solver:
     time_limit_s: float = 10.0
     mip_rel_gap: float = 0.001
     relax_integers: bool = False
+    threads: int | None = None
+    """HiGHS threads (None: HiGHS decides); 1 when several planners share the machine."""
     integer_horizon_steps: int | None = None
     """On/off decisions are binary in the first this-many steps and relaxed after (they are
     re-planned before they happen); None: binary over the whole horizon."""

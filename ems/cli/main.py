@@ -2,7 +2,13 @@
 
 import typer
 
-app = typer.Typer(help="Site EMS: plan, simulate and control a multi-energy site.", no_args_is_help=True)
+from ems.cli import config_cmd, plan_cmd, whatif_cmd
+
+app = typer.Typer(help="Site EMS: plan, simulate and control a multi-energy site.",
+                  no_args_is_help=True)
+app.add_typer(config_cmd.app, name="config")
+app.command("whatif")(whatif_cmd.whatif)
+app.command("plan")(plan_cmd.plan)
 
 
 @app.callback()

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ems.config.models import SiteConfig
+from ems.config.models import FIELD_PROBLEMS, SiteConfig
 
 SITE_DIR = Path(__file__).resolve().parents[2] / "site_configs"
 
@@ -48,7 +48,9 @@ def find_site(name_or_path: str) -> Path:
     if bundled.exists():
         return bundled
     known = sorted(f.stem for f in SITE_DIR.glob("*.toml"))
-    raise ConfigError([f"site {name_or_path!r}: not a file and not a bundled site (bundled: {', '.join(known)})"])
+    raise ConfigError([
+        f"site {name_or_path!r}: not a file and not a bundled site (bundled: {', '.join(known)})"
+    ])
 
 
 def load_site(name_or_path: str, overrides: list[str] | None = None) -> LoadedSite:
@@ -64,7 +66,7 @@ def load_site(name_or_path: str, overrides: list[str] | None = None) -> LoadedSi
     except ValidationError as exc:
         raise ConfigError([f"{path}: {line}" for line in format_errors(exc, raw)]) from None
     site = LoadedSite(config=config, path=path.resolve())
-    missing = [f"{where}: file {f!r} not found (resolved to {site.resolve(f)})"
+    missing = [f"{where} = {f!r}: file not found (resolved to {site.resolve(f)})"
                for where, f in data_files(config) if not site.resolve(f).exists()]
     if missing:
         raise ConfigError([f"{path}: {m}" for m in missing])
@@ -74,7 +76,8 @@ def load_site(name_or_path: str, overrides: list[str] | None = None) -> LoadedSi
 def data_files(config: SiteConfig) -> list[tuple[str, str]]:
     """(field path, file) for every data file the config refers to."""
     out: list[tuple[str, str]] = [("grid.carbon.file", config.grid.carbon.file)]
-    for key, tariff in (("grid.tariff", config.grid.tariff), ("grid.export_tariff", config.grid.export_tariff)):
+    tariffs = (("grid.tariff", config.grid.tariff), ("grid.export_tariff", config.grid.export_tariff))
+    for key, tariff in tariffs:
         if tariff.kind == "series":
             out.append((f"{key}.file", tariff.file))
     for i, pv in enumerate(config.pv):
@@ -104,13 +107,26 @@ def _lookup(raw: Any, loc: tuple[Any, ...]) -> Any:
 _MISSING = object()
 
 
+def field_loc(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
+    """The error location without discriminated-union tags: pydantic inserts the tag (the
+    table's `kind`) right after the union field, e.g. ("grid", "tariff", "tou", "rules")."""
+    out: list[Any] = []
+    node, fresh = raw, True
+    for part in loc:
+        if fresh and isinstance(part, str) and isinstance(node, dict) and node.get("kind") == part:
+            fresh = False
+            continue
+        out.append(part)
+        node = _lookup(node, (part,)) if node is not _MISSING else _MISSING
+        fresh = True
+    return tuple(out)
+
+
 def format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("fixed", "tou", "series", "daily", "file"):
-            continue  # discriminated-union tag, not a field
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
@@ -120,7 +136,7 @@ def format_errors(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
     """One line per error: field path, the bad value, and what was expected."""
     lines = []
     for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
+        loc = field_loc(tuple(err["loc"]), raw)
         field = format_loc(loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
@@ -129,7 +145,16 @@ def format_errors(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
         if err["type"] == "extra_forbidden":
             lines.append(f"{field} = {err['input']!r}: unknown field (check the spelling)")
             continue
-        value = _lookup(raw, tuple(p for p in loc if p not in ("fixed", "tou", "series", "daily", "file")))
+        if err["type"] == FIELD_PROBLEMS:
+            for sub, checked, problem in err.get("ctx", {}).get("problems", []):
+                found = _lookup(raw, loc + tuple(sub))
+                shown = checked if found is _MISSING else found
+                lines.append(f"{format_loc(loc + tuple(sub))} = {shown!r}: {problem}")
+            continue
+        if err["type"] == "union_tag_invalid":
+            loc += ("kind",)
+            field = format_loc(loc)
+        value = _lookup(raw, loc)
         if value is _MISSING or isinstance(value, dict | list):
             lines.append(f"{field}: {msg}")
         else:

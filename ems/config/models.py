@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
@@ -22,6 +23,21 @@ DaysKind = Literal["all", "weekdays", "weekends"]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+FIELD_PROBLEMS = "field_problems"
+
+Loc = tuple[str | int, ...]
+
+
+def field_problems(problems: list[tuple[Loc, object, str]]) -> PydanticCustomError:
+    """One validation error for several problems found by a cross-field check, each with the
+    field path (below the model), the bad value and a message; the loader reports each one
+    on its own line."""
+    summary = "; ".join(f"{'.'.join(map(str, loc))} = {value!r}: {msg}"
+                        for loc, value, msg in problems)
+    return PydanticCustomError(FIELD_PROBLEMS, "{summary}",
+                               {"summary": summary, "problems": problems})
 
 
 def minutes_of_day(hhmm: str) -> int:
@@ -68,9 +84,13 @@ class TouTariff(Strict):
 
     @model_validator(mode="after")
     def _periods_priced(self) -> TouTariff:
-        for name in [self.default_period, *(r.period for r in self.rules)]:
-            if name not in self.prices:
-                raise ValueError(f"period {name!r} has no price in prices {sorted(self.prices)}")
+        periods: list[tuple[Loc, str]] = [(("default_period",), self.default_period)]
+        periods += [(("rules", i, "period"), r.period) for i, r in enumerate(self.rules)]
+        problems: list[tuple[Loc, object, str]] = [
+            (loc, name, f"period has no price in prices {sorted(self.prices)}")
+            for loc, name in periods if name not in self.prices]
+        if problems:
+            raise field_problems(problems)
         return self
 
 
@@ -201,8 +221,8 @@ class BatteryConfig(Strict):
     @model_validator(mode="after")
     def _window(self) -> BatteryConfig:
         if self.soc_min_fraction > self.soc_max_fraction:
-            raise ValueError(f"soc_min_fraction {self.soc_min_fraction} is above "
-                             f"soc_max_fraction {self.soc_max_fraction}")
+            raise field_problems([(("soc_min_fraction",), self.soc_min_fraction,
+                                   f"is above soc_max_fraction {self.soc_max_fraction}")])
         return self
 
 
@@ -303,14 +323,17 @@ class HydrogenTankConfig(Strict):
     capacity_kg: Annotated[float, Field(gt=0)]
     floor_kg: NonNeg = 0.0
     initial_kg: NonNeg = 0.0
-    terminal_value_per_kg: NonNeg = 0.0
+    terminal_value_per_kg: NonNeg | None = None
+    """Value of hydrogen left at the horizon end; default: the cost of making it again at the
+    horizon's cheapest import price."""
 
     @model_validator(mode="after")
     def _levels(self) -> HydrogenTankConfig:
-        if self.floor_kg > self.capacity_kg:
-            raise ValueError(f"floor_kg {self.floor_kg} exceeds capacity_kg {self.capacity_kg}")
-        if self.initial_kg > self.capacity_kg:
-            raise ValueError(f"initial_kg {self.initial_kg} exceeds capacity_kg {self.capacity_kg}")
+        problems: list[tuple[Loc, object, str]] = [
+            ((f,), getattr(self, f), f"exceeds capacity_kg {self.capacity_kg}")
+            for f in ("floor_kg", "initial_kg") if getattr(self, f) > self.capacity_kg]
+        if problems:
+            raise field_problems(problems)
         return self
 
 
@@ -365,28 +388,34 @@ class SiteConfig(Strict):
             "hydrogen_offtake": [o.name for o in self.hydrogen_offtake],
             "load": [ld.name for ld in self.load],
         }
-        seen: set[str] = set()
+        problems: list[tuple[Loc, object, str]] = []
+        seen: dict[str, str] = {}
         for group, names in groups.items():
-            for name in names:
-                if name in seen or name == "grid":
-                    raise ValueError(f"{group}: asset name {name!r} is used twice (names must be unique)")
-                seen.add(name)
+            for i, name in enumerate(names):
+                if name == "grid":
+                    problems.append(((group, i, "name"), name, "name is reserved for the grid"))
+                elif name in seen:
+                    problems.append(((group, i, "name"), name, f"asset name already used by "
+                                     f"{seen[name]} (names must be unique)"))
+                else:
+                    seen[name] = f"{group}[{i}]"
         tanks = set(groups["hydrogen_tank"])
-        for e in self.electrolyser:
-            if e.tank not in tanks:
-                raise ValueError(f"electrolyser {e.name!r}: tank {e.tank!r} is not a hydrogen_tank "
-                                 f"(have {sorted(tanks)})")
-        for o in self.hydrogen_offtake:
-            if o.tank not in tanks:
-                raise ValueError(f"hydrogen_offtake {o.name!r}: tank {o.tank!r} is not a "
-                                 f"hydrogen_tank (have {sorted(tanks)})")
+        users_of_tanks = (("electrolyser", self.electrolyser),
+                          ("hydrogen_offtake", self.hydrogen_offtake))
+        for group, users in users_of_tanks:
+            for i, u in enumerate(users):
+                if u.tank not in tanks:
+                    problems.append(((group, i, "tank"), u.tank,
+                                     f"not a hydrogen_tank (have {sorted(tanks)})"))
         chargers = set(groups["ev_charger"])
         if isinstance(self.ev_sessions, DailySessions):
-            for s in self.ev_sessions.schedule:
-                for c in s.chargers:
+            for i, s in enumerate(self.ev_sessions.schedule):
+                for j, c in enumerate(s.chargers):
                     if c not in chargers:
-                        raise ValueError(f"ev_sessions: charger {c!r} is not an ev_charger "
-                                         f"(have {sorted(chargers)})")
+                        problems.append((("ev_sessions", "schedule", i, "chargers", j), c,
+                                         f"not an ev_charger (have {sorted(chargers)})"))
+        if problems:
+            raise field_problems(problems)
         if self.ev_sessions is not None and not chargers:
             raise ValueError("ev_sessions given but no ev_charger configured")
         return self

@@ -57,9 +57,7 @@ def baseline(inputs: StepInputs, plant: Plant, dt_h: float,
         sp.ev_kw[name] = c.wanted_kw(dt_h)
     for name, e in plant.electrolysers.items():
         tank = e.tank
-        if tank.level_kg >= 0.95 * tank.capacity_kg:
-            sp.electrolyser_kw[name] = 0.0
-        elif not e.on and tank.level_kg > 0.85 * tank.capacity_kg:
+        if tank.level_kg >= 0.95 * tank.capacity_kg or (not e.on and tank.level_kg > 0.85 * tank.capacity_kg):
             sp.electrolyser_kw[name] = 0.0
         else:
             sp.electrolyser_kw[name] = electrolyser_flat_kw[name]
@@ -70,8 +68,12 @@ def baseline(inputs: StepInputs, plant: Plant, dt_h: float,
 
 
 def _electric(plant: Plant, sp: Setpoints) -> dict[str, float]:
-    return {n: (sp.electrolyser_kw.get(n, 0.0) if sp.electrolyser_kw.get(n, 0.0) > 0 else e.standby_kw)
-            for n, e in plant.electrolysers.items()}
+    """What each electrolyser will draw: a request below its minimum load leaves it in standby."""
+    out = {}
+    for n, e in plant.electrolysers.items():
+        request = sp.electrolyser_kw.get(n, 0.0)
+        out[n] = request if request > 0 and request >= e.min_load_kw - 1e-9 else e.standby_kw
+    return out
 
 
 def _share_battery(sp: Setpoints, plant: Plant, net_kw: float) -> None:
@@ -127,8 +129,8 @@ def enforce_grid_limits(sp: Setpoints, inputs: StepInputs, plant: Plant, dt_h: f
                 sp.electrolyser_kw[n] = now - cut
                 excess -= cut
                 actions.append(f"{n}: electrolyser -{cut:.1f} kW for the import limit")
-            if excess > 1e-9 and sp.electrolyser_kw[n] > 0:
-                excess -= sp.electrolyser_kw[n] - e.standby_kw
+            if excess > 1e-9 and sp.electrolyser_kw.get(n, 0.0) > 0:
+                excess -= _electric(plant, sp)[n] - e.standby_kw
                 sp.electrolyser_kw[n] = 0.0
                 actions.append(f"{n}: electrolyser to standby for the import limit")
     surplus = -net() - inputs.export_limit_kw

@@ -134,10 +134,11 @@ def daily_sessions(cfg: DailySessions, tz: str, start: datetime, end: datetime) 
     while day <= last:
         for entry in cfg.schedule:
             weekday = day.weekday() < 5
-            if entry.days == "weekdays" and not weekday or entry.days == "weekends" and weekday:
+            if (entry.days == "weekdays" and not weekday) or (entry.days == "weekends" and weekday):
                 continue
             arrive = _local(day, entry.arrive, zone)
-            depart_day = day if minutes_of_day(entry.depart) > minutes_of_day(entry.arrive) else day + timedelta(days=1)
+            overnight = minutes_of_day(entry.depart) <= minutes_of_day(entry.arrive)
+            depart_day = day + timedelta(days=1) if overnight else day
             depart = _local(depart_day, entry.depart, zone)
             for charger in entry.chargers:
                 out.append(EvSessionEvent(
@@ -220,7 +221,8 @@ def build_inputs(site: LoadedSite, start_utc: datetime, end_utc: datetime) -> Si
     for off in cfg.hydrogen_offtake:
         if off.file is not None:
             path = site.resolve(off.file)
-            kg_h = to_steps(read_series(path, off.column), steps, f"hydrogen_offtake {off.name} ({path})").to_numpy()
+            what = f"hydrogen_offtake {off.name} ({path})"
+            kg_h = to_steps(read_series(path, off.column), steps, what).to_numpy()
         else:
             kg_h = np.zeros(len(steps))
             for w in off.schedule:

@@ -36,6 +36,7 @@ class PlanSettings:
     objective: ObjectiveMode
     carbon_price_per_kg: float
     relax_integers: bool = False
+    threads: int | None = None
 
 
 def settings_from(cfg: SiteConfig, carbon_price: float | None = None) -> PlanSettings:
@@ -151,7 +152,7 @@ def build_problem(site: LoadedSite, inputs: SiteInputs, at_utc: datetime, state:
         objective=settings.objective, carbon_price_per_kg=settings.carbon_price_per_kg,
         solver=Solver(
             time_limit_s=cfg.planning.time_limit_s, mip_rel_gap=cfg.planning.mip_rel_gap,
-            relax_integers=settings.relax_integers,
+            relax_integers=settings.relax_integers, threads=settings.threads,
             integer_horizon_steps=(None if cfg.planning.integer_horizon_hours is None
                                    else int(cfg.planning.integer_horizon_hours * 60 // sm)),
         ),

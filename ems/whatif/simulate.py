@@ -3,11 +3,15 @@ rule-based baseline) decides the setpoints."""
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing as mp
+import queue as queue_mod
 import statistics
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -44,6 +48,9 @@ class WhatIfOptions:
     forecast: ForecastKind = "perfect"
     seed: int = 0
     relax_integers: bool = False
+    workers: int = 1
+    """Processes; more than one splits the period into chunks run side by side (see simulate)."""
+    warmup_days: int = 3
 
 
 @dataclass
@@ -96,7 +103,8 @@ def noisy_window(window: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame
     return out
 
 
-def session_steps(inputs: SiteInputs, start: datetime, n_steps: int) -> dict[int, dict[str, tuple[str, float]]]:
+def session_steps(inputs: SiteInputs, start: datetime,
+                  n_steps: int) -> dict[int, dict[str, tuple[str, float]]]:
     """For each step: charger -> (session plugged there, fraction of the step it is present)."""
     step_s = inputs.step_minutes * 60.0
     out: dict[int, dict[str, tuple[str, float]]] = {}
@@ -140,12 +148,21 @@ def flat_electrolyser_kw(site: LoadedSite, inputs: SiteInputs) -> dict[str, floa
     return out
 
 
-def simulate(site: LoadedSite, opts: WhatIfOptions,
-             progress: Callable[[int, int], None] | None = None) -> SimulationResult:
+@dataclass
+class _Part:
+    """One simulated range: the kept steps and what is needed to combine ranges."""
+
+    result: SimulationResult
+    ev_delivered_kwh: float
+    ev_shortfall_kwh: float
+
+
+def _simulate_range(site: LoadedSite, opts: WhatIfOptions, start: datetime, keep_from: datetime,
+                    end: datetime, progress: Callable[[int, int], None] | None) -> _Part:
+    """Simulate [start, end) from the configured initial state; keep the steps from `keep_from`."""
     cfg = site.config
     sm = cfg.planning.step_minutes
     dt_h = sm / 60.0
-    start, end = period_utc(site, opts.start, opts.days)
     n_horizon = horizon_steps(cfg)
     inputs = build_inputs(site, start, end + timedelta(minutes=sm * n_horizon))
     frame = inputs.frame
@@ -154,9 +171,9 @@ def simulate(site: LoadedSite, opts: WhatIfOptions,
     if replan < 1:
         raise ValueError(f"replan every {opts.replan_every_minutes} min is shorter than a "
                          f"{sm}-minute step")
-    settings = settings_from(cfg, opts.carbon_price_per_kg)
-    if opts.relax_integers:
-        settings = type(settings)(settings.objective, settings.carbon_price_per_kg, True)
+    settings = dataclasses.replace(settings_from(cfg, opts.carbon_price_per_kg),
+                                   relax_integers=opts.relax_integers,
+                                   threads=1 if opts.workers > 1 else None)
     plant = plant_from_config(cfg)
     state: SiteState = initial_state(cfg)
     planner = RollingPlanner(ev_slots=max_sessions_per_horizon(inputs, start, n_steps, replan, n_horizon))
@@ -175,6 +192,7 @@ def simulate(site: LoadedSite, opts: WhatIfOptions,
     local_months = frame.index[:n_steps].tz_convert(cfg.site.timezone).strftime("%Y-%m")
     previous: dict[str, str] = {}
     columns = {c: frame[c].to_numpy() for c in frame.columns}
+    starts_before = 0
     for k in range(n_steps):
         t = frame.index[k]
         row = {c: v[k] for c, v in columns.items()}
@@ -187,7 +205,8 @@ def simulate(site: LoadedSite, opts: WhatIfOptions,
             if previous.get(charger.name) != sid:
                 if c.vehicle is not None:
                     ev_delivered[c.vehicle.session_id] = c.vehicle.delivered_kwh
-                c.vehicle = Vehicle(sid, sessions[sid].energy_kwh, ev_delivered.get(sid, 0.0)) if sid else None
+                c.vehicle = (Vehicle(sid, sessions[sid].energy_kwh, ev_delivered.get(sid, 0.0))
+                             if sid else None)
         previous = here
         if opts.strategy == "optimised" and (plan is None or k - plan_step0 >= replan):
             _sync_state(state, plant, ev_delivered, cfg.site.timezone, t)
@@ -245,23 +264,120 @@ def simulate(site: LoadedSite, opts: WhatIfOptions,
             rec[f"{n}.soc_kwh"] = plant.batteries[n].soc_kwh
         for n, tank in plant.tanks.items():
             rec[f"{n}.level_kg"] = tank.level_kg
+        rec["battery_throughput_kwh"] = sum(abs(p) for p in res.battery_net_kw.values()) * dt_h
+        starts_now = sum(e.starts for e in plant.electrolysers.values())
+        rec["electrolyser_starts"] = starts_now - starts_before
+        starts_before = starts_now
         records.append(rec)
         if progress is not None:
             progress(k + 1, n_steps)
     for c in plant.chargers.values():
         if c.vehicle is not None:
             ev_delivered[c.vehicle.session_id] = c.vehicle.delivered_kwh
-    delivered, shortfall = _ev_totals(inputs, ev_delivered, start, end)
+    delivered, shortfall = _ev_totals(inputs, ev_delivered, start, keep_from, end)
     steps = pd.DataFrame.from_records(records, index=frame.index[:n_steps])
     steps.index.name = "utc"
-    result.steps = steps
+    result.steps = steps[steps.index >= pd.Timestamp(keep_from)]
     result.rebuilds = planner.rebuilds
-    result.kpis = compute_kpis(
-        steps, cfg, delivered, shortfall,
-        battery_throughput_kwh=sum(b.throughput_kwh for b in plant.batteries.values()),
-        electrolyser_starts=sum(e.starts for e in plant.electrolysers.values()),
+    return _Part(result, delivered, shortfall)
+
+
+def chunk_starts(site: LoadedSite, start: date, days: int, workers: int) -> list[date]:
+    """First local day of each chunk: month starts near equal shares of the period (day
+    boundaries when the period is shorter than the number of chunks in months)."""
+    first = start
+    last = start + timedelta(days=days)
+    months = []
+    d = date(first.year, first.month, 1)
+    while d < last:
+        if d > first:
+            months.append(d)
+        d = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+    wanted = [first + timedelta(days=days * i / workers) for i in range(1, workers)]
+    cuts = []
+    for w in wanted:
+        candidates = months if len(months) >= workers - 1 else [w]
+        best = min(candidates, key=lambda m: abs((m - w).days))
+        if best not in cuts and first < best < last:
+            cuts.append(best)
+    return [first, *sorted(cuts)]
+
+
+def simulate(site: LoadedSite, opts: WhatIfOptions,
+             progress: Callable[[int, int], None] | None = None) -> SimulationResult:
+    """Simulate the period; KPIs come from the plant's per-step record.
+
+    With `workers` > 1 the period is cut at local month starts into chunks simulated in
+    parallel processes. Each chunk after the first starts `warmup_days` early from the
+    configured initial state and its warm-up steps are discarded, so a chunk's plans and
+    states have settled when its record begins; monthly demand charges stay exact because
+    the cuts are at billing-period starts.
+    """
+    if opts.workers <= 1 or opts.days <= 2 * opts.warmup_days:
+        start, end = period_utc(site, opts.start, opts.days)
+        part = _simulate_range(site, opts, start, start, end, progress)
+        return _finish(site, [part], opts.strategy)
+    firsts = chunk_starts(site, opts.start, opts.days, opts.workers)
+    last = opts.start + timedelta(days=opts.days)
+    jobs = []
+    for i, first in enumerate(firsts):
+        upto = firsts[i + 1] if i + 1 < len(firsts) else last
+        keep_from, end = period_utc(site, first, (upto - first).days)
+        warm = first - timedelta(days=opts.warmup_days) if i else first
+        start, _ = period_utc(site, warm, 1)
+        jobs.append((start, keep_from, end))
+    total = sum(int((e - s).total_seconds()) for s, _, e in jobs)
+    # spawn, not fork: a solver thread pool started in this process does not survive a fork
+    context = mp.get_context("spawn")
+    with context.Manager() as manager:
+        queue = manager.Queue()
+        with ProcessPoolExecutor(max_workers=opts.workers, mp_context=context) as pool:
+            futures = [pool.submit(_chunk_worker, site, opts, s, k, e, queue, i)
+                       for i, (s, k, e) in enumerate(jobs)]
+            done: dict[int, int] = {}
+            while not all(f.done() for f in futures):
+                try:
+                    i, seconds = queue.get(timeout=0.2)
+                    done[i] = seconds
+                    if progress is not None:
+                        progress(sum(done.values()), total)
+                except queue_mod.Empty:
+                    pass
+            parts = [f.result() for f in futures]
+    if progress is not None:
+        progress(total, total)
+    return _finish(site, parts, opts.strategy)
+
+
+def _chunk_worker(site: LoadedSite, opts: WhatIfOptions, start: datetime, keep_from: datetime,
+                  end: datetime, queue: Any, index: int) -> _Part:
+    step_s = site.config.planning.step_minutes * 60
+
+    def report(done: int, total: int) -> None:
+        if done % 96 == 0 or done == total:
+            queue.put((index, done * step_s))
+
+    return _simulate_range(site, opts, start, keep_from, end, report)
+
+
+def _finish(site: LoadedSite, parts: list[_Part], strategy: str) -> SimulationResult:
+    cfg = site.config
+    steps = pd.concat([p.result.steps for p in parts])
+    out = SimulationResult(strategy=strategy, steps=steps, kpis={})
+    for p in parts:
+        r = p.result
+        out.solves += r.solves
+        out.solve_wall_ms += r.solve_wall_ms
+        out.solver_ms += r.solver_ms
+        out.lp_fallbacks += r.lp_fallbacks
+        out.plans_with_slacks += r.plans_with_slacks
+        out.rebuilds += r.rebuilds
+    out.kpis = compute_kpis(
+        steps, cfg, sum(p.ev_delivered_kwh for p in parts), sum(p.ev_shortfall_kwh for p in parts),
+        battery_throughput_kwh=float(steps["battery_throughput_kwh"].sum()),
+        electrolyser_starts=int(steps["electrolyser_starts"].sum()),
     )
-    return result
+    return out
 
 
 def _sync_state(state: SiteState, plant: object, ev_delivered: dict[str, float], tz: str,
@@ -283,11 +399,12 @@ def _sync_state(state: SiteState, plant: object, ev_delivered: dict[str, float],
 
 
 def _ev_totals(inputs: SiteInputs, delivered: dict[str, float], start: datetime,
-               end: datetime) -> tuple[float, float]:
-    """Energy delivered to, and missing from, sessions that departed within the period."""
+               keep_from: datetime, end: datetime) -> tuple[float, float]:
+    """Energy delivered to, and missing from, sessions simulated from their arrival that
+    departed within the kept part of the range."""
     total, short = 0.0, 0.0
     for s in inputs.sessions:
-        if start < s.departure_utc <= end and s.arrival_utc >= start:
+        if keep_from < s.departure_utc <= end and s.arrival_utc >= start:
             got = delivered.get(s.session_id, 0.0)
             total += got
             short += max(0.0, s.energy_kwh - got)

@@ -94,7 +94,7 @@ class BatteryBlock(AssetBlock):
         self.set(b.penalty, problem.penalties.soc_window_per_kwh)
 
     def extract(self, spec: Battery, problem: Problem) -> AssetResult:
-        b, n, dt = self.block, self.ctx.n_steps, self.ctx.step_hours
+        b, dt = self.block, self.ctx.step_hours
         ch, dis, soc = self.values(b.charge), self.values(b.discharge), self.values(b.soc)
         res = AssetResult(series={
             f"{self.name}.charge_kw": ch,

@@ -46,7 +46,8 @@ def round_on_off(spec: Electrolyser, power_kw: list[float]) -> list[int]:
     out = []
     for t, w in enumerate(wanted):
         want = 1 if forced_on[t] else (0 if forced_off[t] else w)
-        if want != state and (state == 1 and run < spec.min_up_steps or state == 0 and run < spec.min_down_steps):
+        locked = run < (spec.min_up_steps if state == 1 else spec.min_down_steps)
+        if want != state and locked:
             want = state
         run = run + 1 if want == state else 1
         state = want
@@ -133,10 +134,11 @@ class ElectrolyserBlock(AssetBlock):
             self.set_series(b.forced_off, forced_off)
 
     def extract(self, spec: Electrolyser, problem: Problem) -> AssetResult:
-        b, n, dt = self.block, self.ctx.n_steps, self.ctx.step_hours
+        b, dt = self.block, self.ctx.step_hours
         power = self.values(b.power)
         if self.binary:
-            on = [1 if v > 0.5 or (v > 1e-6 and p > 1e-6) else 0 for v, p in zip(self.values(b.on), power, strict=True)]
+            on = [1 if v > 0.5 or (v > 1e-6 and p > 1e-6) else 0
+                  for v, p in zip(self.values(b.on), power, strict=True)]
         else:
             on = [1 if p > 1e-6 else 0 for p in power]
         prev = 1 if spec.initially_on else 0
@@ -144,7 +146,8 @@ class ElectrolyserBlock(AssetBlock):
         for s in on:
             starts += 1 if s == 1 and prev == 0 else 0
             prev = s
-        electric = [p + (spec.standby_kw * (1 - s) if self.binary else 0.0) for p, s in zip(power, on, strict=True)]
+        standby = spec.standby_kw if self.binary else 0.0
+        electric = [p + standby * (1 - s) for p, s in zip(power, on, strict=True)]
         res = AssetResult(series={
             f"{self.name}.power_kw": electric,
             f"{self.name}.stack_kw": power,

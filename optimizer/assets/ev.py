@@ -76,7 +76,9 @@ class EvSessionBlock(AssetBlock):
             K = pyo.RangeSet(0, ctx.integer_steps - 1)
             b.on = pyo.Var(K, within=pyo.Binary, bounds=lambda b, t: (0, b.present[t]))
             b.on_max = pyo.Constraint(K, rule=lambda b, t: b.charge[t] <= b.max_charge * b.on[t])
-            b.on_min = pyo.Constraint(K, rule=lambda b, t: b.charge[t] >= b.min_charge * b.on[t])
+            # step-average minimum: the vehicle is there for `plugged` of the step
+            b.on_min = pyo.Constraint(
+                K, rule=lambda b, t: b.charge[t] >= b.min_charge * b.plugged[t] * b.on[t])
         self.block = b
 
     def injections(self) -> dict[str, list[Any]]:
@@ -154,7 +156,7 @@ class EvSessionBlock(AssetBlock):
         for t in order:
             if carried >= wanted - 1e-9:
                 break
-            floor_t = spec.min_charge_kw * dt * eff
+            floor_t = spec.min_charge_kw * spec.plugged[t] * dt * eff
             if floor + floor_t > max(0.0, spec.energy_needed_kwh) + 1e-9:
                 break
             on[t] = 1

@@ -80,6 +80,10 @@ class GridBlock(AssetBlock):
     def extract(self, spec: Grid, problem: Problem) -> AssetResult:
         b, dt, n = self.block, self.ctx.step_hours, self.ctx.n_steps
         imp, exp = self.values(b.imp), self.values(b.exp)
+        # One meter: import and export in the same step net out. The model only does both
+        # where that costs nothing (a tie), so the netted flows are an equally good solution.
+        imp, exp = ([max(0.0, i - e) for i, e in zip(imp, exp, strict=True)],
+                    [max(0.0, e - i) for i, e in zip(imp, exp, strict=True)])
         imp_over, exp_over = self.values(b.imp_over), self.values(b.exp_over)
         window = spec.demand_window if spec.demand_window is not None else [True] * n
         peak = max([spec.peak_so_far_kw] + [imp[t] for t in range(n) if window[t]])
@@ -100,8 +104,10 @@ class GridBlock(AssetBlock):
                 res.slacks.append(use)
                 res.costs[f"penalty_{limit}"] = use.penalty_cost
         res.binding = {
-            "import_limit": sum(1 for t in range(n) if imp[t] >= spec.import_limit_kw[t] - 1e-6 and imp[t] > 0),
-            "export_limit": sum(1 for t in range(n) if exp[t] >= spec.export_limit_kw[t] - 1e-6 and exp[t] > 0),
+            "import_limit": sum(1 for t in range(n)
+                                if imp[t] > 0 and imp[t] >= spec.import_limit_kw[t] - 1e-6),
+            "export_limit": sum(1 for t in range(n)
+                                if exp[t] > 0 and exp[t] >= spec.export_limit_kw[t] - 1e-6),
             "demand_peak": sum(1 for t in range(n) if window[t] and imp[t] > 0 and imp[t] >= peak - 1e-6),
         }
         return res

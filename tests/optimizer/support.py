@@ -141,8 +141,10 @@ def hard_limit_errors(prob: Problem, plan: Plan, tol: float = TOL) -> list[str]:
 
     g = prob.connection.name
     for t in range(n):
-        need(s[f"{g}.import_kw"][t] >= -tol, f"grid import < 0 at {t}")
-        need(s[f"{g}.export_kw"][t] >= -tol, f"grid export < 0 at {t}")
+        imp, exp = s[f"{g}.import_kw"][t], s[f"{g}.export_kw"][t]
+        need(imp >= -tol and exp >= -tol, f"grid import {imp} or export {exp} < 0 at {t}")
+        # One meter: a step imports or exports, not both.
+        need(min(imp, exp) <= tol, f"grid imports {imp} and exports {exp} at {t}")
 
     for p in prob.pv:
         out = s[f"{p.name}.output_kw"]
@@ -284,3 +286,12 @@ def soft_limit_errors(prob: Problem, plan: Plan, tol: float = 1e-5) -> list[str]
     known = set(violations) | {("initial_soc_outside_capacity", b.name) for b in prob.batteries}
     err += [f"unexpected slack {u}" for u in plan.slacks if (u.limit, u.asset) not in known]
     return err
+
+
+def series_differences(a: Plan, b: Plan, tol: float = TOL) -> list[str]:
+    """Keys and steps where two plans' series differ by more than `tol`."""
+    if set(a.series) != set(b.series):
+        return [f"keys differ: {sorted(set(a.series) ^ set(b.series))}"]
+    return [f"{k}[{t}]: {x} != {y}" for k in sorted(a.series)
+            for t, (x, y) in enumerate(zip(a.series[k], b.series[k], strict=True))
+            if abs(x - y) > tol * max(1.0, abs(x), abs(y))]

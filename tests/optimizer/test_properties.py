@@ -29,7 +29,6 @@ from .support import (
     hard_limit_errors,
     problem,
     soft_limit_errors,
-    soft_violations,
 )
 
 
@@ -122,10 +121,9 @@ def test_random_sites_balance_keep_hard_limits_and_report_soft_ones(p: Problem) 
     assert hard_limit_errors(p, plan) == []
     assert soft_limit_errors(p, plan) == []
     assert len(plan.to_frame()) == p.grid.n_steps
-    assert set(soft_violations(p, plan))  # the checks covered the grid at least
 
 
-@settings(max_examples=10, deadline=None, database=None,
+@settings(max_examples=25, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(problems())
 def test_random_sites_through_the_lp_fallback_keep_the_same_rules(p: Problem) -> None:
