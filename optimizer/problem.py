@@ -181,9 +181,8 @@ class HydrogenTank:
     capacity_kg: float
     floor_kg: float
     initial_kg: float
-    terminal_value_per_kg: float | None = None
-    """Value credited per kg left in the tank at the horizon end; None: what it would cost to
-    make it again at the horizon's cheapest import price (best kWh/kg feeding the tank)."""
+    terminal_value_per_kg: float = 0.0
+    """Value credited per kg left in the tank at the horizon end (money per kg)."""
 
 
 @dataclass(frozen=True)

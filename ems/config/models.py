@@ -323,9 +323,8 @@ class HydrogenTankConfig(Strict):
     capacity_kg: Annotated[float, Field(gt=0)]
     floor_kg: NonNeg = 0.0
     initial_kg: NonNeg = 0.0
-    terminal_value_per_kg: NonNeg | None = None
-    """Value of hydrogen left at the horizon end; default: the cost of making it again at the
-    horizon's cheapest import price."""
+    terminal_value_per_kg: NonNeg = 0.0
+    """Value of hydrogen left in the tank at the horizon end (money per kg)."""
 
     @model_validator(mode="after")
     def _levels(self) -> HydrogenTankConfig:

@@ -18,15 +18,6 @@ from optimizer.assets.base import (
 from optimizer.problem import HydrogenOfftake, HydrogenTank, Problem
 
 
-def terminal_value_per_kg(spec: HydrogenTank, problem: Problem) -> float:
-    if spec.terminal_value_per_kg is not None:
-        return spec.terminal_value_per_kg
-    feeding = [e.kwh_per_kg for e in problem.electrolysers if e.tank == spec.name]
-    if not feeding:
-        return 0.0
-    return min(feeding) * max(0.0, min(problem.connection.import_price_per_kwh))
-
-
 class TankBlock(AssetBlock):
     """Level kg at the end of each step within [0, capacity]; the floor is soft.
 
@@ -66,7 +57,7 @@ class TankBlock(AssetBlock):
         self.set(b.floor, spec.floor_kg)
         self.set(b.initial, min(max(spec.initial_kg, 0.0), spec.capacity_kg))
         self.set(b.penalty, problem.penalties.tank_window_per_kg)
-        self.set(b.terminal_value, terminal_value_per_kg(spec, problem))
+        self.set(b.terminal_value, spec.terminal_value_per_kg)
 
     def extract(self, spec: HydrogenTank, problem: Problem) -> AssetResult:
         b = self.block

@@ -130,6 +130,14 @@ def balance_errors(prob: Problem, plan: Plan, tol: float = TOL) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Hard limits (must always hold)
 
+MIP_FEASIBILITY_TOLERANCE = 1e-6
+"""HiGHS accepts a binary within this of 0 or 1, so an "off" device may carry this fraction
+of its maximum power."""
+
+
+def off_tol(max_kw: float) -> float:
+    return TOL + 2 * MIP_FEASIBILITY_TOLERANCE * max_kw
+
 
 def hard_limit_errors(prob: Problem, plan: Plan, tol: float = TOL) -> list[str]:
     s, n, dt = plan.series, prob.grid.n_steps, prob.grid.step_hours
@@ -178,7 +186,7 @@ def hard_limit_errors(prob: Problem, plan: Plan, tol: float = TOL) -> list[str]:
             top = e.max_charge_kw if e.plugged[t] else 0.0
             need(-tol <= ch[t] <= top + tol, f"ev {e.name} charge {ch[t]} > {top} at {t}")
             if e.min_charge_kw > 0:
-                need(ch[t] <= tol or ch[t] >= e.min_charge_kw - tol,
+                need(ch[t] <= off_tol(e.max_charge_kw) or ch[t] >= e.min_charge_kw - tol,
                      f"ev {e.name} charge {ch[t]} strictly inside (0, {e.min_charge_kw}) at {t}")
             top = e.max_discharge_kw if e.plugged[t] else 0.0
             need(-tol <= dis[t] <= top + tol, f"ev {e.name} discharge {dis[t]} > {top} at {t}")
@@ -194,10 +202,11 @@ def hard_limit_errors(prob: Problem, plan: Plan, tol: float = TOL) -> list[str]:
         stack, power, on = s[f"{e.name}.stack_kw"], s[f"{e.name}.power_kw"], s[f"{e.name}.on"]
         lo = e.min_load_fraction * e.rated_kw
         for t in range(n):
-            need(stack[t] <= tol or lo - tol <= stack[t] <= e.rated_kw + tol,
+            need(stack[t] <= off_tol(e.rated_kw) or lo - tol <= stack[t] <= e.rated_kw + tol,
                  f"electrolyser {e.name} stack {stack[t]} not 0 nor in [{lo}, {e.rated_kw}] at {t}")
             need(on[t] in (0.0, 1.0), f"electrolyser {e.name} on = {on[t]} at {t}")
-            need(stack[t] <= tol or on[t] == 1.0, f"electrolyser {e.name} runs while off at {t}")
+            need(stack[t] <= off_tol(e.rated_kw) or on[t] == 1.0,
+                 f"electrolyser {e.name} runs while off at {t}")
             standby = e.standby_kw * (1.0 - on[t])
             need(close(power[t], stack[t] + standby),
                  f"electrolyser {e.name} electric {power[t]} != stack + standby at {t}")
