@@ -18,6 +18,8 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.expr.numvalue import native_numeric_types
 
+TINY = 1e-12
+
 
 class ParamStore:
     """All mutable parameter values of a model in one array, written by the asset blocks."""
@@ -38,10 +40,12 @@ class ParamStore:
 
     def series(self, param: Any, data: Any) -> None:
         start, n = self.slices[id(param)]
-        self.values[start:start + n] = np.asarray(data, dtype=float)
+        values = np.asarray(data, dtype=float)
+        # magnitudes below 1e-12 are noise; denormal inputs have crashed HiGHS
+        self.values[start:start + n] = np.where(np.abs(values) < TINY, 0.0, values)
 
     def scalar(self, param: Any, value: float) -> None:
-        self.values[self.position[id(param)]] = float(value)
+        self.values[self.position[id(param)]] = 0.0 if abs(value) < TINY else float(value)
 
     def sync_to_pyomo(self) -> None:
         """Write the array into the Pyomo parameters (before Pyomo itself reads them)."""

@@ -48,6 +48,8 @@ class Plan:
     `*.delivered_kwh`) hold the value at the END of each step.
     `costs` holds each objective term in money (import, export revenue as negative, demand
     charge increment, carbon, degradation, start-up, penalties); `total_cost` is their sum.
+    The objective also credits energy and hydrogen left in storage at the horizon end; that
+    credit is not money spent, so it is not among `costs`.
     """
 
     instants_utc: list[datetime]

@@ -149,7 +149,8 @@ class EvSession:
 
 @dataclass(frozen=True)
 class Charger:
-    """An EV charging point; sessions on it share its power limit."""
+    """An EV charging point (descriptive: each session carries its charger's power limits,
+    and sessions given to one charger must not overlap in time)."""
 
     name: str
     max_kw: float

