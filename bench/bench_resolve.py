@@ -68,6 +68,17 @@ SITES = {"guangdong_factory": date(2025, 7, 14), "caltech_campus": date(2019, 10
          "synthetic_large": date(2025, 7, 14)}
 TARGET_MS = {"guangdong_factory": 25.0, "caltech_campus": 25.0, "synthetic_large": 150.0}
 TARGET_OVERHEAD = 1.5
+PARTS = {  # name -> (file suffix, function) whose cumulative profiled time is reported
+    "RollingPlanner.solve": ("planner.py", "solve"),
+    "HiGHS run": ("~", "<built-in method highspy._core.run>"),
+    "Pyomo solve() incl. HiGHS": ("persistent.py", "solve"),
+    "SiteModel.update": ("model.py", "update"),
+    "FastUpdater.push": ("fast_update.py", "push"),
+    "SiteModel.extract": ("model.py", "extract"),
+    "Problem.validate": ("problem.py", "validate"),
+    "SiteModel.integer_vars": ("model.py", "integer_vars"),
+    "SiteModel.round_integers": ("model.py", "round_integers"),
+}
 
 MakeProblem = Callable[[int, SiteState], Problem]
 
@@ -87,6 +98,7 @@ class Run:
     sessions: list[int] = field(default_factory=list)
     model: dict[str, int] = field(default_factory=dict)
     profile_top: list[str] = field(default_factory=list)
+    profile_parts: dict[str, float] = field(default_factory=dict)
     time_limit_s: float = 0.0
     highs_clock_s: float = 0.0
 
@@ -322,7 +334,18 @@ def run(name: str, mode: str, n: int, profile_top: int = 0) -> Run:
         text = io.StringIO()
         pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(profile_top)
         out.profile_top = [ln for ln in text.getvalue().splitlines() if ln.strip()]
+        out.profile_parts = profile_parts(pstats.Stats(prof), n - 1)
     return out
+
+
+def profile_parts(stats: pstats.Stats, resolves: int) -> dict[str, float]:
+    """Cumulative profiled ms per re-solve of the functions in PARTS."""
+    out: dict[str, float] = {}
+    for (file, _line, func), (_cc, _nc, _tt, cum, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        for name, (suffix, fn) in PARTS.items():
+            if func == fn and file.endswith(suffix):
+                out[name] = out.get(name, 0.0) + cum * 1000 / resolves
+    return {name: round(out[name], 2) for name in PARTS if name in out}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -368,6 +391,8 @@ def main() -> None:
                   f"{s['methods']}  over limit {s['over_limit']}", flush=True)
             if r.profile_top:
                 print("\n".join(r.profile_top[-(args.profile + 1):]), flush=True)
+                print("  cumulative ms per re-solve: " + ", ".join(
+                    f"{k} {v:.1f}" for k, v in r.profile_parts.items()), flush=True)
     rows = [r.summary() for r in runs]
     print()
     print(table(rows))

@@ -115,7 +115,7 @@ class RollingPlanner:
             if problem.solver.relax_integers and feasible:
                 status = "relaxed"
             elif gap is None or gap > problem.solver.mip_rel_gap:
-                results = self._run(opts)
+                results = self._run(opts, mip=True)
                 if results.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible):
                     self._read_solution()
                     method, gap = "milp", _mip_gap(self.solver)
@@ -137,13 +137,14 @@ class RollingPlanner:
                     series=merged.series, costs=merged.costs, emissions_kg=merged.emissions_kg,
                     slacks=merged.slacks, solver=report, binding=merged.binding)
 
-    def _run(self, opts: dict[str, float]) -> Any:
+    def _run(self, opts: dict[str, float], mip: bool = False) -> Any:
         highs = self.solver
         before = _run_time(highs)
-        # HiGHS checks time_limit against its run clock, which accumulates over the runs of a
-        # persistent instance: the limit of this run is the clock now plus the allowance.
+        # HiGHS checks an LP's time_limit against its run clock, which accumulates over the
+        # runs of a persistent instance; a MIP's limit counts from the start of its own run.
+        lp = not mip
         results = highs.solve(self.site.model if self.site else None,
-                              time_limit=before + opts["time_limit"],
+                              time_limit=(before if lp else 0.0) + opts["time_limit"],
                               rel_gap=opts["rel_gap"], threads=self._threads)
         self._solver_time += max(0.0, _run_time(highs) - before)
         return results

@@ -200,8 +200,8 @@ def test_whatif_dst_day_has_100_steps(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--start", "2024-12-01"], ["before the site's data", "2025-01-01 to 2025-12-31"]),
-    (["--start", "2025-12-30"],
-     ["2025-01-01 to 2025-12-31", "latest --start for 1 day(s) is 2025-12-29"]),
+    (["--start", "2026-01-01"],
+     ["2025-01-01 to 2025-12-31", "latest --start for 1 day(s) is 2025-12-31"]),
     (["--start", "2025-07-32"], ["--start '2025-07-32': not a date"]),
     (["--start", "2025-07-14", "--set", "nosuch.field=1"], ["nosuch"]),
     (["--start", "2025-07-14", "--replan-every", "20min"], ["multiple of the 15-minute step"]),

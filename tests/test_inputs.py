@@ -394,3 +394,30 @@ def test_pv_is_zero_at_night_and_positive_at_noon(guangdong: LoadedSite) -> None
     assert pv[utc(2025, 7, 14, 18)] == 0.0   # 02:00 local
     assert pv[utc(2025, 7, 15, 4)] > 100.0   # 12:00 local, July
     assert np.all(pv <= 1000.0) and np.all(pv >= 0.0)
+
+
+def test_inputs_past_the_data_repeat_the_week_before() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ems.config import load_site
+    from ems.inputs.site_inputs import build_inputs, data_limit_utc, extend_by_persistence
+
+    site = load_site("guangdong_factory")
+    limit = data_limit_utc(site)
+    assert limit == datetime(2025, 12, 31, 16, tzinfo=UTC)  # 2026-01-01 00:00 Asia/Shanghai
+    history = limit - timedelta(days=8)
+    keep = limit - timedelta(days=1)
+    base = build_inputs(site, history, limit)
+    out = extend_by_persistence(base, limit + timedelta(days=2), keep_from_utc=keep)
+    assert out.frame.index[0] == keep
+    assert len(out.frame) == 3 * 96
+    assert list(out.frame.dtypes) == list(base.frame.dtypes)
+    week = timedelta(days=7)
+    last = limit + timedelta(days=2) - timedelta(minutes=15)
+    for t in (limit, limit + timedelta(hours=11, minutes=15), last):
+        source = t - week
+        while source >= limit:  # beyond a week past the data, the repeat repeats itself
+            source -= week
+        for col in ("import_price_per_kwh", "carbon_g_per_kwh", "pv:roof_pv_kw", "load:factory_kw"):
+            assert out.frame.at[t, col] == base.frame.at[source, col], (t, col)
+    assert any("persistence" in n for n in out.notes)

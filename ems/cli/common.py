@@ -174,7 +174,7 @@ def describe_data(cfg: SiteConfig) -> str:
 
 
 def check_window(cfg: SiteConfig, start: datetime, end: datetime, what: str,
-                 hint: str = "") -> None:
+                 hint: str = "", horizon: bool = True) -> None:
     """Fail with one line unless [start, end) lies inside data_start..data_end (local days)."""
     first, last = data_period(cfg)
     tz = cfg.site.timezone
@@ -182,8 +182,9 @@ def check_window(cfg: SiteConfig, start: datetime, end: datetime, what: str,
         fail(f"{what} starts before the site's data: {describe_data(cfg)}")
     if last is not None and end > local_midnight(last + timedelta(days=1), tz):
         need = end.astimezone(local_midnight(last, tz).tzinfo)
-        fail(f"{what} needs data until {need:%Y-%m-%d %H:%M} (including the "
-             f"{cfg.planning.horizon_hours:g} h planning horizon), but {describe_data(cfg)}"
+        including = (f" (including the {cfg.planning.horizon_hours:g} h planning horizon)"
+                     if horizon else "")
+        fail(f"{what} needs data until {need:%Y-%m-%d %H:%M}{including}, but {describe_data(cfg)}"
              + (f"; {hint}" if hint else ""))
 
 

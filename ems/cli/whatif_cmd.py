@@ -215,11 +215,11 @@ def _check_run(r: Run, first_day: date, days: int, replan: int | None) -> None:
     tz = cfg.site.timezone
     start = local_midnight(first_day, tz)
     end = local_midnight(first_day + timedelta(days=days), tz)
-    horizon_end = end + timedelta(hours=cfg.planning.horizon_hours)
     label = f"--start {first_day} --days {days}"
     if r.name not in ("baseline", "optimised"):
         label += f" (scenario {r.name!r})"
-    check_window(cfg, start, horizon_end, label, hint=_latest_start(r, days))
+    # planning horizons that look past the data see a persistence forecast (see simulate)
+    check_window(cfg, start, end, label, hint=_latest_start(r, days), horizon=False)
 
 
 def _latest_start(r: Run, days: int) -> str:
@@ -235,8 +235,7 @@ def _latest_start(r: Run, days: int) -> str:
     tz = cfg.site.timezone
     limit = local_midnight(last + timedelta(days=1), tz)
     day = last
-    horizon = timedelta(hours=cfg.planning.horizon_hours)
-    while local_midnight(day + timedelta(days=days), tz) + horizon > limit:
+    while local_midnight(day + timedelta(days=days), tz) > limit:
         day -= timedelta(days=1)
     if first is not None and day < first:
         return f"the data are too short for {days} day(s)"

@@ -193,6 +193,53 @@ def file_sessions(cfg: FileSessions, site: LoadedSite, chargers: list[EvChargerC
     return out, dropped
 
 
+def data_limit_utc(site: LoadedSite) -> datetime | None:
+    """End of the site's bundled data (local midnight after `data_end`), if the config says."""
+    last = site.config.site.data_end
+    if last is None:
+        return None
+    day = date.fromisoformat(last) + timedelta(days=1)
+    local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(site.config.site.timezone))
+    return local.astimezone(ZoneInfo("UTC"))
+
+
+def data_start_utc(site: LoadedSite) -> datetime | None:
+    """Start of the site's bundled data (local midnight of `data_start`), if the config says."""
+    first = site.config.site.data_start
+    if first is None:
+        return None
+    day = date.fromisoformat(first)
+    local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(site.config.site.timezone))
+    return local.astimezone(ZoneInfo("UTC"))
+
+
+def extend_by_persistence(inputs: SiteInputs, until_utc: datetime,
+                          keep_from_utc: datetime | None = None) -> SiteInputs:
+    """Inputs continued past their end up to `until_utc`: every series repeats its value of one
+    week earlier (a persistence forecast, for planning horizons that look past the data).
+    Steps before `keep_from_utc` (history used for the repeat) are then dropped."""
+    frame = inputs.frame
+    step = pd.Timedelta(minutes=inputs.step_minutes)
+    extra = pd.date_range(frame.index[-1] + step, pd.Timestamp(until_utc), freq=step, inclusive="left")
+    if len(extra) == 0:
+        return inputs
+    week = int(pd.Timedelta(days=7) / step)
+    if len(frame) < week:
+        raise SeriesFileError(f"cannot extend inputs past {frame.index[-1].isoformat()}: "
+                              "less than a week of data to repeat")
+    values = np.concatenate([frame.to_numpy(), np.empty((len(extra), frame.shape[1]), dtype=object)])
+    for k in range(len(frame), len(frame) + len(extra)):
+        values[k] = values[k - week]
+    out = pd.DataFrame(values, index=frame.index.append(extra), columns=frame.columns)
+    out = out.astype(frame.dtypes.to_dict())
+    if keep_from_utc is not None:
+        out = out[out.index >= pd.Timestamp(keep_from_utc)]
+    note = f"inputs after {frame.index[-1].isoformat()} repeat the week before (persistence)"
+    return SiteInputs(frame=out, step_minutes=inputs.step_minutes, sessions=inputs.sessions,
+                      carbon_kind=inputs.carbon_kind, dropped_sessions=inputs.dropped_sessions,
+                      notes=[*inputs.notes, note])
+
+
 def build_inputs(site: LoadedSite, start_utc: datetime, end_utc: datetime) -> SiteInputs:
     """Inputs for every step in [start_utc, end_utc)."""
     cfg: SiteConfig = site.config

@@ -20,7 +20,13 @@ import pandas as pd
 from drivers.sim.plant import Vehicle
 from ems.config.loader import LoadedSite
 from ems.control.dispatch import StepInputs, baseline, enforce_grid_limits, follow_plan
-from ems.inputs.site_inputs import SiteInputs, build_inputs
+from ems.inputs.site_inputs import (
+    SiteInputs,
+    build_inputs,
+    data_limit_utc,
+    data_start_utc,
+    extend_by_persistence,
+)
 from ems.planning.problem_builder import (
     billing_period,
     build_problem,
@@ -164,7 +170,15 @@ def _simulate_range(site: LoadedSite, opts: WhatIfOptions, start: datetime, keep
     sm = cfg.planning.step_minutes
     dt_h = sm / 60.0
     n_horizon = horizon_steps(cfg)
-    inputs = build_inputs(site, start, end + timedelta(minutes=sm * n_horizon))
+    horizon_end = end + timedelta(minutes=sm * n_horizon)
+    limit = data_limit_utc(site)
+    if limit is not None and end <= limit < horizon_end:
+        # the period is inside the data; horizons that look past it see a persistence forecast
+        history = max(start - timedelta(days=7), data_start_utc(site) or start)
+        inputs = extend_by_persistence(build_inputs(site, history, limit), horizon_end,
+                                       keep_from_utc=start)
+    else:
+        inputs = build_inputs(site, start, horizon_end)
     frame = inputs.frame
     n_steps = int((end - start).total_seconds() // 60 // sm)
     replan = (opts.replan_every_minutes or cfg.planning.replan_every_minutes) // sm

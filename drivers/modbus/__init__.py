@@ -1,0 +1,1 @@
+"""Generic Modbus building blocks: register codec and data-driven device profiles."""
