@@ -1,0 +1,253 @@
+"""Modbus TCP transport: one pymodbus client per host:port, shared by every unit id behind it.
+
+Every failure surfaces as :class:`TransportError`. A lost or refused connection is retried on a
+later request, no earlier than a capped exponential backoff allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+
+Table = Literal["holding", "input"]
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+MAX_READ = 125
+MAX_WRITE = 123
+MAX_CONSECUTIVE_TIMEOUTS = 3
+LATENCY_WINDOW = 100
+
+
+class TransportError(Exception):
+    """A request failed; ``reason`` says why in one line."""
+
+    def __init__(self, reason: str, exception_code: int | None = None) -> None:
+        self.reason = reason
+        self.exception_code = exception_code
+        super().__init__(reason)
+
+
+@dataclass
+class TransportStats:
+    requests: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_good_read_at: float | None = None
+    latency_last_s: float | None = None
+    connects: int = 0
+    connect_failures: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def _percentile(self, q: float) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    @property
+    def latency_p50_s(self) -> float | None:
+        return self._percentile(0.50)
+
+    @property
+    def latency_p99_s(self) -> float | None:
+        return self._percentile(0.99)
+
+
+def exception_reason(code: int) -> str:
+    name = EXCEPTION_NAMES.get(code, "unknown")
+    return f"modbus exception {code} ({name})"
+
+
+class ModbusTcpTransport:
+    """One Modbus TCP connection; safe to share between devices (requests are serialised)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout_s: float = 1.0,
+        backoff_max_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        backoff_initial_s: float = 0.5,
+    ) -> None:
+        if timeout_s <= 0 or backoff_max_s < 0 or backoff_initial_s < 0:
+            raise ValueError("timeout_s must be > 0 and backoff times >= 0")
+        self.host = host
+        self.port = port
+        self.timeout_s = timeout_s
+        self.backoff_max_s = backoff_max_s
+        self.backoff_initial_s = min(backoff_initial_s, backoff_max_s)
+        self.clock = clock
+        self.stats = TransportStats()
+        self._client: AsyncModbusTcpClient | None = None
+        self._connect_lock = asyncio.Lock()
+        self._backoff_s = 0.0
+        self._next_attempt_at: float | None = None
+        self._consecutive_timeouts = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    @property
+    def next_attempt_at(self) -> float | None:
+        """Clock time before which no reconnect is attempted (None: no backoff pending)."""
+        return self._next_attempt_at
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- connection -----------------------------------------------------------------------------
+
+    def _mark_disconnected(self) -> None:
+        self.close()
+        self._backoff_s = (
+            self.backoff_initial_s if self._backoff_s == 0 else min(2 * self._backoff_s, self.backoff_max_s)
+        )
+        self._next_attempt_at = self.clock() + self._backoff_s
+
+    async def _ensure_connected(self) -> AsyncModbusTcpClient:
+        async with self._connect_lock:
+            if self._client is not None and self._client.connected:
+                return self._client
+            self.close()
+            now = self.clock()
+            if self._next_attempt_at is not None and now < self._next_attempt_at:
+                raise TransportError(
+                    f"not connected to {self.host}:{self.port}; "
+                    f"reconnect in {self._next_attempt_at - now:.2f} s"
+                )
+            # reconnect_delay=0 turns pymodbus's own reconnect off: reconnecting is done here.
+            client = AsyncModbusTcpClient(
+                self.host, port=self.port, timeout=self.timeout_s, retries=0, reconnect_delay=0
+            )
+            try:
+                ok = await asyncio.wait_for(client.connect(), self.timeout_s + 0.5)
+            except (TimeoutError, OSError, ConnectionException):
+                ok = False
+            if not ok or not client.connected:
+                client.close()
+                self.stats.connect_failures += 1
+                self._mark_disconnected()
+                raise TransportError(f"cannot connect to {self.host}:{self.port}")
+            self.stats.connects += 1
+            self._client = client
+            self._backoff_s = 0.0
+            self._next_attempt_at = None
+            self._consecutive_timeouts = 0
+            return client
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    async def _request(self, what: str, call: Callable[[AsyncModbusTcpClient], Any]) -> Any:
+        self.stats.requests += 1
+        try:
+            client = await self._ensure_connected()
+            started = self.clock()
+            try:
+                response = await asyncio.wait_for(call(client), 2 * self.timeout_s + 0.5)
+            except (TimeoutError, ModbusIOException) as exc:
+                if isinstance(exc, ModbusIOException) and not self._is_timeout(exc):
+                    raise TransportError(f"{what}: i/o error: {exc}") from None
+                self._consecutive_timeouts += 1
+                if self._consecutive_timeouts >= MAX_CONSECUTIVE_TIMEOUTS or not client.connected:
+                    self._mark_disconnected()
+                raise TransportError(f"{what}: timeout, no response within {self.timeout_s:g} s") from None
+            except (ConnectionException, OSError) as exc:
+                self._mark_disconnected()
+                raise TransportError(f"{what}: connection lost: {exc}") from None
+            self._consecutive_timeouts = 0
+            if response.isError():
+                code = int(getattr(response, "exception_code", 0))
+                raise TransportError(f"{what}: {exception_reason(code)}", exception_code=code)
+            latency = self.clock() - started
+            self.stats.latency_last_s = latency
+            self.stats.latencies.append(latency)
+            return response
+        except TransportError as exc:
+            self._record_error(exc.reason)
+            raise
+        except Exception as exc:  # anything pymodbus may raise becomes a TransportError
+            reason = f"{what}: {type(exc).__name__}: {exc}"
+            self._record_error(reason)
+            if self._client is not None and not self._client.connected:
+                self._mark_disconnected()
+            raise TransportError(reason) from None
+
+    @staticmethod
+    def _is_timeout(exc: ModbusIOException) -> bool:
+        text = str(exc).lower()
+        return "no response" in text or "timeout" in text
+
+    def _record_error(self, reason: str) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = reason
+
+    async def read(self, table: Table, address: int, count: int, unit_id: int) -> list[int]:
+        """Read ``count`` registers (FC3 for holding, FC4 for input)."""
+        if not 1 <= count <= MAX_READ or not 0 <= address <= 65536 - count:
+            raise TransportError(f"read {table} {address}+{count}: invalid address or count")
+        what = f"read {table} {address}+{count} unit {unit_id}"
+
+        def call(client: AsyncModbusTcpClient) -> Any:
+            if table == "holding":
+                return client.read_holding_registers(address, count=count, device_id=unit_id)
+            return client.read_input_registers(address, count=count, device_id=unit_id)
+
+        response = await self._request(what, call)
+        registers = list(response.registers)[:count]
+        if len(registers) != count:
+            reason = f"{what}: short response, {len(registers)} registers"
+            self._record_error(reason)
+            raise TransportError(reason)
+        self.stats.last_good_read_at = self.clock()
+        return registers
+
+    async def write_registers(self, address: int, values: Sequence[int], unit_id: int) -> None:
+        """Write ``values`` in one FC16 request."""
+        regs = list(values)
+        if not 1 <= len(regs) <= MAX_WRITE or not 0 <= address <= 65536 - len(regs):
+            raise TransportError(f"write {address}+{len(regs)}: invalid address or count")
+        if any(not 0 <= v <= 0xFFFF for v in regs):
+            raise TransportError(f"write {address}: register values must be 0..65535")
+        what = f"write holding {address}+{len(regs)} unit {unit_id}"
+        await self._request(what, lambda c: c.write_registers(address, regs, device_id=unit_id))
+
+
+class TransportPool:
+    """Hands out one transport per host:port."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._transports: dict[tuple[str, int], ModbusTcpTransport] = {}
+
+    def get(self, host: str, port: int) -> ModbusTcpTransport:
+        key = (host, port)
+        if key not in self._transports:
+            self._transports[key] = ModbusTcpTransport(host, port, **self._options)
+        return self._transports[key]
+
+    def close(self) -> None:
+        for transport in self._transports.values():
+            transport.close()
+        self._transports.clear()
