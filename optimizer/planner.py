@@ -43,6 +43,8 @@ class RollingPlanner:
         self.rebuilds = 0
         self.solves = 0
         self.fast: FastUpdater | None = None
+        self._threads: int | None = None
+        self._solver_time = 0.0  # HiGHS seconds spent in the current solve
 
     def _ensure_model(self, problem: Problem) -> SiteModel:
         slots = max(self.ev_slots or 0, len(problem.ev_sessions))
