@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
-import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -120,13 +119,11 @@ def test_no_answer_times_out_then_recovers(sdm630: Profile) -> None:
             server.faults.no_answer = True
             transport = ModbusTcpTransport("127.0.0.1", server.port, timeout_s=0.2)
             device = ProfileDevice(sdm630, transport)
-            started = time.monotonic()
-            result = await device.poll()
-            elapsed = time.monotonic() - started
+            # a swallowed request must end in the transport's timeout, not hang the poll
+            result = await asyncio.wait_for(device.poll(), timeout=5.0)
             reason = result["voltage_l1_v"].missing_reason
             assert result["voltage_l1_v"].value is None
             assert reason is not None and "timeout" in reason
-            assert elapsed < 2.0  # bounded by the request timeout, not hanging
             server.faults.clear()
             assert_values(await device.poll())
             transport.close()
