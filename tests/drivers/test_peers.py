@@ -10,10 +10,8 @@ import asyncio
 import math
 import re
 import shutil
-import socket
 import struct
-from collections.abc import Coroutine, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from pyModbusTCP.server import ModbusServer
@@ -24,6 +22,7 @@ from drivers.modbus.profile import Profile, load_profile
 from drivers.modbus.transport import ModbusTcpTransport
 from drivers.profiles import PROFILES_DIR
 from drivers.sim.register_server import RegisterServer
+from tests.drivers.support import free_port, run
 
 MBPOLL = shutil.which("mbpoll")
 needs_mbpoll = pytest.mark.skipif(MBPOLL is None, reason="mbpoll is not installed (apt-get install mbpoll)")
@@ -33,12 +32,6 @@ MBPOLL_LINE = re.compile(r"^\[(\d+)\]:\s+(\S+)\s*$")
 
 # -- helpers ----------------------------------------------------------------------------------------
 
-
-def run(coro: Coroutine[Any, Any, None]) -> None:
-    async def guarded() -> None:
-        await asyncio.wait_for(coro, 10.0)
-
-    asyncio.run(guarded())
 
 
 def f32_words(value: float) -> list[int]:
@@ -57,12 +50,6 @@ def as_f32(value: float) -> float:
     result: float = struct.unpack(">f", struct.pack(">f", value))[0]
     return result
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def mbpoll(port: int, *args: str, write: tuple[str, ...] = ()) -> dict[int, str]:

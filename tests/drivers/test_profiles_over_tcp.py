@@ -8,9 +8,7 @@ before anything is sent.
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from drivers.modbus.profile import Command, Point, Profile, encode_command, load
 from drivers.modbus.transport import ModbusTcpTransport
 from drivers.profiles import PROFILES_DIR
 from drivers.sim.register_server import RegisterServer
+from tests.drivers.support import run
 
 PROFILE_FILES = sorted(PROFILES_DIR.glob("*.toml"))
 
@@ -33,12 +32,6 @@ NOT_GENERIC: dict[tuple[str, str], str] = {
 }
 """Commands the generic path (encode_command + one FC16 write) cannot write, with the reason."""
 
-
-def run(coro: Coroutine[Any, Any, None]) -> None:
-    async def guarded() -> None:
-        await asyncio.wait_for(coro, 10.0)
-
-    asyncio.run(guarded())
 
 
 def skip_reason(profile: Profile, name: str) -> str | None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
-import socket
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pytest
 
@@ -16,20 +13,11 @@ from drivers.modbus.safe_write import DAY_S, SafeWriter, WriteOutcome
 from drivers.modbus.transport import ModbusTcpTransport, Table, TransportError
 from drivers.profiles import PROFILES_DIR
 from drivers.sim.register_server import RegisterServer
+from tests.drivers.support import FakeClock, free_port, run
 
 FC16 = 16
 ALFEN_MAX_CURRENT = 1210
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, dt: float) -> None:
-        self.t += dt
 
 
 class FakeTransport:
@@ -52,12 +40,6 @@ class FakeTransport:
         self.reads.append((table, address, count, unit_id))
         return [self.registers.get(address + i, 0) for i in range(count)]
 
-
-def run(coro: Coroutine[Any, Any, None]) -> None:
-    async def guarded() -> None:
-        await asyncio.wait_for(coro, 5.0)
-
-    asyncio.run(guarded())
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +71,6 @@ def alfen_value(server: RegisterServer, profile: Profile) -> float | str | objec
     regs = server.get_registers("holding", ALFEN_MAX_CURRENT, 2)
     return decode(regs, profile.command_spec("max_current_a"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # -- clamping ---------------------------------------------------------------------------------------

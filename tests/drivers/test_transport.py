@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
-from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +15,7 @@ from drivers.modbus.profile import Profile, load_profile
 from drivers.modbus.transport import ModbusTcpTransport, TransportError, TransportPool
 from drivers.profiles import PROFILES_DIR
 from drivers.sim.register_server import RegisterServer
+from tests.drivers.support import FakeClock, free_port, run
 
 VALUES = {
     "voltage_l1_v": 230.1,
@@ -26,23 +25,6 @@ VALUES = {
 }
 FIXED_TIME = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, dt: float) -> None:
-        self.t += dt
-
-
-def run(coro: Coroutine[Any, Any, None]) -> None:
-    async def guarded() -> None:
-        await asyncio.wait_for(coro, 10.0)
-
-    asyncio.run(guarded())
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +45,6 @@ def assert_values(readings: dict[str, Any]) -> None:
         assert reading.missing_reason is None, (name, reading)
         assert math.isclose(reading.value, value, rel_tol=1e-6), (name, reading)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_poll_reads_values_over_tcp(sdm630: Profile) -> None:
