@@ -29,16 +29,6 @@ def utc(*args: int) -> pd.Timestamp:
     return pd.Timestamp(datetime(*args, tzinfo=UTC))  # type: ignore[misc]
 
 
-@pytest.fixture(scope="module")
-def guangdong() -> LoadedSite:
-    return load_site("guangdong_factory")
-
-
-@pytest.fixture(scope="module")
-def caltech() -> LoadedSite:
-    return load_site("caltech_campus")
-
-
 def day_frame(site: LoadedSite, day: date, days: int = 1) -> pd.DataFrame:
     start, end = period_utc(site, day, days)
     return build_inputs(site, start, end).frame

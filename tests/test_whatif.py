@@ -29,16 +29,6 @@ def run(site: LoadedSite, day: date, days: int, **kw: object) -> SimulationResul
 
 
 @pytest.fixture(scope="module")
-def guangdong() -> LoadedSite:
-    return load_site("guangdong_factory")
-
-
-@pytest.fixture(scope="module")
-def caltech() -> LoadedSite:
-    return load_site("caltech_campus")
-
-
-@pytest.fixture(scope="module")
 def gd_runs(guangdong: LoadedSite) -> dict[str, SimulationResult]:
     # two days, so the vans that arrive on the first evening leave inside the period
     return {s: run(guangdong, GD_DAY, 2, strategy=s) for s in ("optimised", "baseline")}

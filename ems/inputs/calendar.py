@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from ems.config.models import TimeWindow, minutes_of_day
+
+
+def local_midnight_utc(day: date, timezone: str) -> datetime:
+    """The UTC instant at which `day` begins in `timezone` (local midnight)."""
+    local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone))
+    return local.astimezone(ZoneInfo("UTC"))
 
 
 def local_steps(steps_utc: pd.DatetimeIndex, timezone: str) -> pd.DatetimeIndex:

@@ -24,7 +24,7 @@ from ems.config.models import (
     TouTariff,
     minutes_of_day,
 )
-from ems.inputs.calendar import any_window, local_steps, window_mask
+from ems.inputs.calendar import any_window, local_midnight_utc, local_steps, window_mask
 from ems.inputs.csv_series import SeriesFileError, read_series, to_steps
 
 
@@ -198,9 +198,7 @@ def data_limit_utc(site: LoadedSite) -> datetime | None:
     last = site.config.site.data_end
     if last is None:
         return None
-    day = date.fromisoformat(last) + timedelta(days=1)
-    local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(site.config.site.timezone))
-    return local.astimezone(ZoneInfo("UTC"))
+    return local_midnight_utc(date.fromisoformat(last) + timedelta(days=1), site.config.site.timezone)
 
 
 def data_start_utc(site: LoadedSite) -> datetime | None:
@@ -208,9 +206,7 @@ def data_start_utc(site: LoadedSite) -> datetime | None:
     first = site.config.site.data_start
     if first is None:
         return None
-    day = date.fromisoformat(first)
-    local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(site.config.site.timezone))
-    return local.astimezone(ZoneInfo("UTC"))
+    return local_midnight_utc(date.fromisoformat(first), site.config.site.timezone)
 
 
 def extend_by_persistence(inputs: SiteInputs, until_utc: datetime,

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -17,6 +16,7 @@ import pandas as pd
 from drivers.sim.plant import Plant, Vehicle
 from ems.config.loader import LoadedSite
 from ems.control.dispatch import StepInputs, baseline, enforce_grid_limits, follow_plan
+from ems.inputs.calendar import local_midnight_utc
 from ems.inputs.site_inputs import (
     SiteInputs,
     build_inputs,
@@ -82,11 +82,10 @@ class SimulationResult:
 
 
 def period_utc(site: LoadedSite, start: date, days: int) -> tuple[datetime, datetime]:
-    tz = ZoneInfo(site.config.site.timezone)
-    first = datetime(start.year, start.month, start.day, tzinfo=tz)
-    last = first + timedelta(days=days)  # wall-clock days: 23/25 h across DST
-    last = datetime(last.year, last.month, last.day, tzinfo=tz)
-    return first.astimezone(ZoneInfo("UTC")), last.astimezone(ZoneInfo("UTC"))
+    """[first local midnight, local midnight `days` calendar days later) in UTC: wall-clock days,
+    so a DST change gives a 23- or 25-hour day."""
+    tz = site.config.site.timezone
+    return local_midnight_utc(start, tz), local_midnight_utc(start + timedelta(days=days), tz)
 
 
 def noisy_window(window: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
