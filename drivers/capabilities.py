@@ -242,6 +242,7 @@ class Unavailable(Exception):
 
 
 Converter = Callable[[float | str], object]
+Inverse = Callable[[Any], float | str]
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,10 @@ class FieldSource:
     :func:`check_mapping`). A numeric source is multiplied by ``factor``; a ``convert`` function
     replaces that for values that need decoding (states, bit fields) and raises
     :class:`Unavailable` when the raw value has no meaning. ``note`` describes the conversion.
+
+    ``inverse`` turns a capability value back into the point's value (simulators publish site
+    state through it). A factor source is inverted by dividing; a converted field without an
+    inverse is derived from another field's point and is not published on its own.
     """
 
     point: str
@@ -259,6 +264,7 @@ class FieldSource:
     factor: float | None = 1.0
     convert: Converter | None = None
     note: str = ""
+    inverse: Inverse | None = None
 
     def describe(self) -> str:
         if self.note:
@@ -284,6 +290,15 @@ def _abb_state(raw: float | str) -> str:
     if code not in states:
         raise Unavailable(f"state code {code} has no IEC 61851 equivalent")
     return states[code]
+
+
+def _abb_state_raw(state: str) -> float:
+    codes = {"A": 0, "B1": 1, "B2": 2, "C1": 3, "C2": 4}
+    return float(codes[state] << 8)
+
+
+def _abb_plugged_raw(plugged: bool) -> float:
+    return float(0x101 if plugged else 0)
 
 
 def _abb_plugged(raw: float | str) -> bool:
@@ -321,7 +336,12 @@ def _enapter_state(raw: float | str) -> str:
     return ENAPTER_SYSTEM_STATES[int(raw)]
 
 
+def _enapter_state_raw(state: str) -> float:
+    return float({v: k for k, v in ENAPTER_SYSTEM_STATES.items()}[state])
+
+
 MAPPINGS: dict[str, dict[str, FieldSource]] = {
+    # -- vendor profiles (drivers/profiles/*.toml) --
     "eastron_sdm630": {
         "power_net_kw": _scaled(
             "total_active_power_net_w", "W", W_TO_KW, "W → kW; sign kept: + = import, − = export"
@@ -340,7 +360,7 @@ MAPPINGS: dict[str, dict[str, FieldSource]] = {
         "frequency_hz": _as_is("frequency_hz", "Hz"),
     },
     "alfen_ng9xx": {
-        "state": FieldSource("mode3_state", None, None, _alfen_state, "mode 3 state string"),
+        "state": FieldSource("mode3_state", None, None, _alfen_state, "mode 3 state string", str),
         "plugged": FieldSource("mode3_state", None, None, _alfen_plugged, "state B, C or D; unknown in E/F"),
         "power_kw": _scaled("active_power_w", "W", W_TO_KW, "W → kW"),
         "applied_current_a": _as_is("applied_max_current_a", "A"),
@@ -348,9 +368,12 @@ MAPPINGS: dict[str, dict[str, FieldSource]] = {
     },
     "abb_terra_ac": {
         "state": FieldSource(
-            "charging_state_raw", None, None, _abb_state, "bits 8..14: 0 A, 1 B1, 2 B2, 3 C1, 4 C2"
+            "charging_state_raw", None, None, _abb_state, "bits 8..14: 0 A, 1 B1, 2 B2, 3 C1, 4 C2",
+            _abb_state_raw,
         ),
-        "plugged": FieldSource("socket_lock_state", None, None, _abb_plugged, "bit 0x100 (cable at EV)"),
+        "plugged": FieldSource(
+            "socket_lock_state", None, None, _abb_plugged, "bit 0x100 (cable at EV)", _abb_plugged_raw
+        ),
         "power_kw": _scaled("active_power_w", "W", W_TO_KW, "W → kW"),
         "applied_current_a": FieldSource(
             "applied_current_limit_a", "A", note="as read (the profile's scale 0.001 turns mA into A)"
@@ -358,13 +381,18 @@ MAPPINGS: dict[str, dict[str, FieldSource]] = {
         "session_energy_kwh": _scaled("session_energy_wh", "Wh", WH_TO_KWH, "Wh → kWh (session)"),
     },
     "enapter_el": {
-        "state": FieldSource("system_state", None, None, _enapter_state, "system state code → text"),
+        "state": FieldSource(
+            "system_state", None, None, _enapter_state, "system state code → text", _enapter_state_raw
+        ),
         "production_rate_pct": _as_is("production_rate_pct", "%"),
         "h2_flow_kg_per_h": _scaled(
             "h2_flow_nl_per_h", "NL/h", H2_KG_PER_NL, f"NL/h → kg/h (× {H2_KG_PER_NL:g} kg/NL)"
         ),
         "h2_total_kg": _scaled("h2_total_nl", "NL", H2_KG_PER_NL, f"NL → kg (× {H2_KG_PER_NL:g} kg/NL)"),
     },
+    # -- end of vendor profiles --
+    # -- SunSpec profiles (drivers/sunspec) --
+    # -- end of SunSpec profiles --
 }
 """Per profile name: capability field -> the point that feeds it."""
 
@@ -389,6 +417,11 @@ def check_mapping(profile: Profile) -> list[str]:
             )
         if (src.factor is None) == (src.convert is None):
             problems.append(f"{where}: give exactly one of factor and convert")
+        if src.factor == 0:
+            problems.append(f"{where}: factor must be non-zero")
+    for name, csrc in COMMAND_MAPPINGS.get(profile.name, {}).items():
+        if csrc.command not in profile.commands:
+            problems.append(f"{profile.name}: setpoint {name}: no such command {csrc.command!r}")
     return problems
 
 
@@ -403,6 +436,28 @@ def _convert(src: FieldSource, reading: Reading) -> object:
     if not math.isfinite(value):
         raise Unavailable(f"not finite ({value})")
     return value
+
+
+def from_capability(profile: Profile, values: Mapping[str, Any]) -> dict[str, float | str]:
+    """Point values that make ``to_capability`` report ``values`` (capability field -> value).
+
+    The inverse of the read mapping, used by the simulators to publish site state in a device's
+    own registers. Fields that are None, not mapped, or derived (a converter without an inverse)
+    are skipped.
+    """
+    mapping = MAPPINGS[profile.name]
+    points: dict[str, float | str] = {}
+    for name, value in values.items():
+        src = mapping.get(name)
+        if src is None or value is None:
+            continue
+        if src.convert is not None:
+            if src.inverse is not None:
+                points[src.point] = src.inverse(value)
+        else:
+            factor = 1.0 if src.factor is None else src.factor
+            points[src.point] = float(value) / factor
+    return points
 
 
 def to_capability(
@@ -458,18 +513,52 @@ class ElectrolyserSetpoint:
     production_rate_pct: float | None = None
 
 
-Setpoint = EvChargerSetpoint | ElectrolyserSetpoint
+@dataclass(frozen=True)
+class BatterySetpoint:
+    """Battery power, kW: positive = discharge (into the site), negative = charge."""
 
-COMMAND_MAPPINGS: dict[str, dict[str, str]] = {
-    "alfen_ng9xx": {"current_a": "max_current_a"},
-    "abb_terra_ac": {"current_a": "current_limit_a"},
-    "enapter_el": {"production_rate_pct": "production_rate_pct", "run": "start_stop"},
+    power_net_kw: float
+
+
+@dataclass(frozen=True)
+class PvLimitSetpoint:
+    """Active-power limit of a PV inverter, % of its rated power (100 = no curtailment)."""
+
+    limit_pct: float
+
+
+Setpoint = EvChargerSetpoint | ElectrolyserSetpoint | BatterySetpoint | PvLimitSetpoint
+
+
+@dataclass(frozen=True)
+class CommandSource:
+    """One setpoint field carried by one command: command value = field value × ``factor``
+    (a unit conversion, or −1 where the device counts the other direction)."""
+
+    command: str
+    factor: float = 1.0
+    note: str = ""
+
+
+COMMAND_MAPPINGS: dict[str, dict[str, CommandSource]] = {
+    # -- vendor profiles (drivers/profiles/*.toml) --
+    "alfen_ng9xx": {"current_a": CommandSource("max_current_a")},
+    "abb_terra_ac": {"current_a": CommandSource("current_limit_a")},
+    "enapter_el": {
+        "production_rate_pct": CommandSource("production_rate_pct"),
+        "run": CommandSource("start_stop"),
+    },
+    # -- end of vendor profiles --
+    # -- SunSpec profiles (drivers/sunspec) --
+    # -- end of SunSpec profiles --
 }
-"""Per profile name: setpoint field -> the command that carries it."""
+"""Per profile name: setpoint field -> the command that carries it, in write order."""
 
 _SETPOINT_KINDS: dict[type[Any], DeviceKind] = {
     EvChargerSetpoint: "ev_charger",
     ElectrolyserSetpoint: "electrolyser",
+    BatterySetpoint: "battery",
+    PvLimitSetpoint: "pv_inverter",
 }
 
 
@@ -485,11 +574,12 @@ def to_commands(profile: Profile, setpoint: Setpoint) -> dict[str, float]:
     if mapping is None:
         raise ValueError(f"{profile.name}: no setpoint mapping")
     commands: dict[str, float] = {}
-    for name, command_name in mapping.items():
+    for name, source in mapping.items():
         raw = getattr(setpoint, name)
         if raw is None:
             continue
-        value = (1.0 if raw else 0.0) if isinstance(raw, bool) else float(raw)
+        command_name = source.command
+        value = (1.0 if raw else 0.0) if isinstance(raw, bool) else float(raw) * source.factor
         command = profile.commands[command_name]
         where = f"{profile.name}: {type(setpoint).__name__}.{name}"
         if not math.isfinite(value):
@@ -500,3 +590,13 @@ def to_commands(profile: Profile, setpoint: Setpoint) -> dict[str, float]:
                 raise ValueError(f"{where}: outside {command_name} limits [{lo:g}, {hi:g}], got {raw!r}")
         commands[command_name] = value
     return commands
+
+
+def from_commands(profile: Profile, command_values: Mapping[str, float]) -> dict[str, float]:
+    """Setpoint fields (name -> value) carried by ``command_values`` (command name -> value):
+    the inverse of :func:`to_commands`, used by simulators to see what a device was told."""
+    fields: dict[str, float] = {}
+    for name, source in COMMAND_MAPPINGS.get(profile.name, {}).items():
+        if source.command in command_values:
+            fields[name] = command_values[source.command] / source.factor
+    return fields

@@ -120,7 +120,10 @@ def _profile_section(path: Path, profile: Profile) -> list[str]:
         out += [f"Not provided by {profile.name} (always missing): {', '.join(not_fed)}.", ""]
     setpoints = COMMAND_MAPPINGS.get(profile.name)
     if setpoints:
-        items = ", ".join(f"`{field}` → `{command}`" for field, command in setpoints.items())
+        items = ", ".join(
+            f"`{field}` → `{src.command}`" + (f" (× {src.factor:g})" if src.factor != 1.0 else "")
+            for field, src in setpoints.items()
+        )
         out += [f"Setpoint fields: {items}.", ""]
     return out
 

@@ -84,6 +84,10 @@ class Command(_Frozen):
     ``encoding`` picks the function code: ``write_single`` (FC6, one-register types only) or
     ``write_multiple`` (FC16, the default; multi-register values are always written atomically).
     ``limits`` are in engineering units, after ``scale``.
+
+    ``watchdog_s`` is the device's own timeout: when the command is not written for that long the
+    device reverts to its fallback, the value of point ``fallback_point`` (a safe current the
+    installer configured) or ``fallback_value``. ``keepalive_s`` must be at most half of it.
     """
 
     address: Address
@@ -95,6 +99,9 @@ class Command(_Frozen):
     unit: str | None = None
     limits: tuple[float, float] | None = None
     keepalive_s: float | None = None
+    watchdog_s: float | None = None
+    fallback_point: str | None = None
+    fallback_value: float | None = None
     flash_backed: bool = False
     write_budget_per_day: int | None = Field(default=None, ge=1)
     readback: bool = False
@@ -235,6 +242,20 @@ def _check_profile(profile: Profile) -> list[str]:
             problems.append(
                 f"{where}: write_budget_per_day: only for flash_backed commands, got {c.write_budget_per_day}"
             )
+        if c.watchdog_s is not None:
+            if not (math.isfinite(c.watchdog_s) and c.watchdog_s > 0):
+                problems.append(f"{where}: watchdog_s: must be > 0, got {_fmt(c.watchdog_s)}")
+            elif c.keepalive_s is None or c.keepalive_s > c.watchdog_s / 2:
+                problems.append(
+                    f"{where}: keepalive_s: must be at most half of watchdog_s ({c.watchdog_s:g} s), "
+                    f"got {_fmt(c.keepalive_s)}"
+                )
+            if c.fallback_point is not None and c.fallback_value is not None:
+                problems.append(f"{where}: fallback_point: give fallback_point or fallback_value, not both")
+        elif c.fallback_point is not None or c.fallback_value is not None:
+            problems.append(f"{where}: watchdog_s: a fallback needs the device's watchdog_s, got None")
+        if c.fallback_point is not None and c.fallback_point not in profile.points:
+            problems.append(f"{where}: fallback_point: no such point {c.fallback_point!r}")
         if c.flash_backed and c.keepalive_s is not None:
             problems.append(f"{where}: keepalive_s: a flash-backed register must not be kept alive")
         range_problems = _check_range(where, "limits", c.limits)

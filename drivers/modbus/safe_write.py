@@ -47,6 +47,8 @@ class WriteTransport(Protocol):
 
     async def write_registers(self, address: int, values: Sequence[int], unit_id: int) -> None: ...
 
+    async def write_register(self, address: int, value: int, unit_id: int) -> None: ...
+
     async def read(self, table: Table, address: int, count: int, unit_id: int) -> list[int]: ...
 
 
@@ -305,7 +307,10 @@ class SafeWriter:
             # Counted when sent: a write that timed out may still have reached the flash.
             state.flash_writes.append(now)
         try:
-            await self.transport.write_registers(command.address, registers, self.unit_id)
+            if command.encoding == "write_single":
+                await self.transport.write_register(command.address, registers[0], self.unit_id)
+            else:
+                await self.transport.write_registers(command.address, registers, self.unit_id)
         except TransportError as exc:
             return replace(base, error=exc.reason)
         except Exception as exc:  # a transport must not take the controller down

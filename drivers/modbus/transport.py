@@ -233,6 +233,15 @@ class ModbusTcpTransport:
         what = f"write holding {address}+{len(regs)} unit {unit_id}"
         await self._request(what, lambda c: c.write_registers(address, regs, device_id=unit_id))
 
+    async def write_register(self, address: int, value: int, unit_id: int) -> None:
+        """Write one register with FC6 (for devices that do not accept FC16)."""
+        if not 0 <= address <= 65535:
+            raise TransportError(f"write {address}: invalid address")
+        if not 0 <= value <= 0xFFFF:
+            raise TransportError(f"write {address}: register value must be 0..65535, got {value}")
+        what = f"write single holding {address} unit {unit_id}"
+        await self._request(what, lambda c: c.write_register(address, value, device_id=unit_id))
+
 
 class TransportPool:
     """Hands out one transport per host:port."""

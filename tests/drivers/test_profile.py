@@ -363,3 +363,29 @@ def test_profile_is_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         profile.unit_id = 2
     assert isinstance(profile, Profile)
+
+
+def _watchdog_profile(**command: object) -> dict[str, object]:
+    return {
+        "name": "wd",
+        "vendor": "t",
+        "model": "t",
+        "kind": "ev_charger",
+        "points": {"safe_a": {"address": 10, "table": "holding", "type": "uint16"}},
+        "commands": {"limit_a": {"address": 20, "type": "uint16", **command}},
+    }
+
+
+def test_watchdog_needs_keepalive_at_most_half() -> None:
+    ok = parse_profile(_watchdog_profile(keepalive_s=30.0, watchdog_s=60.0, fallback_point="safe_a"))
+    assert ok.commands["limit_a"].watchdog_s == 60.0
+    with pytest.raises(ProfileError) as err:
+        parse_profile(_watchdog_profile(keepalive_s=31.0, watchdog_s=60.0))
+    expected = "commands.limit_a: keepalive_s: must be at most half of watchdog_s (60 s), got 31.0"
+    assert expected in str(err.value)
+    with pytest.raises(ProfileError) as err:
+        parse_profile(_watchdog_profile(keepalive_s=10.0, watchdog_s=60.0, fallback_point="nope"))
+    assert "commands.limit_a: fallback_point: no such point 'nope'" in str(err.value)
+    with pytest.raises(ProfileError) as err:
+        parse_profile(_watchdog_profile(fallback_value=6.0))
+    assert "commands.limit_a: watchdog_s: a fallback needs the device's watchdog_s" in str(err.value)

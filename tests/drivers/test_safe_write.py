@@ -28,6 +28,7 @@ class FakeTransport:
         self.reads: list[tuple[Table, int, int, int]] = []
         self.registers: dict[int, int] = {}
         self.fail_with: TransportError | None = None
+        self.single_writes: list[tuple[int, int, int]] = []
 
     async def write_registers(self, address: int, values: Sequence[int], unit_id: int) -> None:
         if self.fail_with is not None:
@@ -35,6 +36,10 @@ class FakeTransport:
         self.writes.append((address, list(values), unit_id))
         for i, v in enumerate(values):
             self.registers[address + i] = v
+
+    async def write_register(self, address: int, value: int, unit_id: int) -> None:
+        self.single_writes.append((address, value, unit_id))
+        await self.write_registers(address, [value], unit_id)
 
     async def read(self, table: Table, address: int, count: int, unit_id: int) -> list[int]:
         self.reads.append((table, address, count, unit_id))
@@ -461,3 +466,32 @@ def test_bad_values_and_unknown_commands_do_not_raise() -> None:
 
     run(main())
     assert transport.writes == []
+
+
+def test_write_single_command_goes_out_as_fc6_over_tcp() -> None:
+    profile = parse_profile(
+        {
+            "name": "fc6_test",
+            "vendor": "test",
+            "model": "test",
+            "kind": "battery",
+            "commands": {
+                "setpoint_w": {"address": 2700, "type": "int16", "encoding": "write_single",
+                               "limits": [-3000.0, 3000.0]},
+            },
+        }
+    )
+
+    async def main() -> None:
+        async with RegisterServer(profile, unit_id=1) as server:
+            transport = ModbusTcpTransport("127.0.0.1", server.port, timeout_s=1.0)
+            writer = SafeWriter(profile, transport, unit_id=1, clock=FakeClock())
+            try:
+                outcome = await writer.write("setpoint_w", -2500.0)
+            finally:
+                transport.close()
+            assert outcome.written and outcome.error is None
+            assert server.requests[6] == 1 and server.requests[FC16] == 0
+            assert server.get_registers("holding", 2700, 1) == [0xF63C]  # -2500 as int16
+
+    run(main())

@@ -258,3 +258,18 @@ def test_write_registers_is_one_fc16_request(sdm630: Profile) -> None:
         assert server.requests[16] == 1
 
     run(main())
+
+
+def test_write_register_is_one_fc6_request(sdm630: Profile) -> None:
+    async def main() -> None:
+        async with serve(sdm630) as server:
+            transport = ModbusTcpTransport("127.0.0.1", server.port, timeout_s=1.0)
+            await transport.write_register(1000, 0xF63C, unit_id=1)
+            assert server.requests[6] == 1 and server.requests[16] == 0
+            assert server.get_registers("holding", 1000, 1) == [0xF63C]
+            with pytest.raises(TransportError):
+                await transport.write_register(1000, -1, unit_id=1)
+            transport.close()
+        assert server.requests[6] == 1
+
+    run(main())
