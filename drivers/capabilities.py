@@ -419,9 +419,10 @@ def check_mapping(profile: Profile) -> list[str]:
             problems.append(f"{where}: give exactly one of factor and convert")
         if src.factor == 0:
             problems.append(f"{where}: factor must be non-zero")
-    for name, csrc in COMMAND_MAPPINGS.get(profile.name, {}).items():
-        if csrc.command not in profile.commands:
-            problems.append(f"{profile.name}: setpoint {name}: no such command {csrc.command!r}")
+    for name, entry in COMMAND_MAPPINGS.get(profile.name, {}).items():
+        for csrc in command_sources(entry):
+            if csrc.command not in profile.commands:
+                problems.append(f"{profile.name}: setpoint {name}: no such command {csrc.command!r}")
     return problems
 
 
@@ -533,14 +534,25 @@ Setpoint = EvChargerSetpoint | ElectrolyserSetpoint | BatterySetpoint | PvLimitS
 @dataclass(frozen=True)
 class CommandSource:
     """One setpoint field carried by one command: command value = field value × ``factor``
-    (a unit conversion, or −1 where the device counts the other direction)."""
+    (a unit conversion, or −1 where the device counts the other direction).
+
+    With ``constant`` set, the command is written with that value whenever the field is given
+    (an enable flag or a control mode that must accompany the value); it is written before the
+    commands that follow it in the mapping.
+    """
 
     command: str
     factor: float = 1.0
     note: str = ""
+    constant: float | None = None
 
 
-COMMAND_MAPPINGS: dict[str, dict[str, CommandSource]] = {
+def command_sources(entry: CommandSource | tuple[CommandSource, ...]) -> tuple[CommandSource, ...]:
+    """The commands behind one setpoint field, in write order."""
+    return entry if isinstance(entry, tuple) else (entry,)
+
+
+COMMAND_MAPPINGS: dict[str, dict[str, CommandSource | tuple[CommandSource, ...]]] = {
     # -- vendor profiles (drivers/profiles/*.toml) --
     "alfen_ng9xx": {"current_a": CommandSource("max_current_a")},
     "abb_terra_ac": {"current_a": CommandSource("current_limit_a")},
@@ -552,7 +564,7 @@ COMMAND_MAPPINGS: dict[str, dict[str, CommandSource]] = {
     # -- SunSpec profiles (drivers/sunspec) --
     # -- end of SunSpec profiles --
 }
-"""Per profile name: setpoint field -> the command that carries it, in write order."""
+"""Per profile name: setpoint field -> the command (or commands, in write order) that carry it."""
 
 _SETPOINT_KINDS: dict[type[Any], DeviceKind] = {
     EvChargerSetpoint: "ev_charger",
@@ -574,21 +586,27 @@ def to_commands(profile: Profile, setpoint: Setpoint) -> dict[str, float]:
     if mapping is None:
         raise ValueError(f"{profile.name}: no setpoint mapping")
     commands: dict[str, float] = {}
-    for name, source in mapping.items():
+    for name, entry in mapping.items():
         raw = getattr(setpoint, name)
         if raw is None:
             continue
-        command_name = source.command
-        value = (1.0 if raw else 0.0) if isinstance(raw, bool) else float(raw) * source.factor
-        command = profile.commands[command_name]
-        where = f"{profile.name}: {type(setpoint).__name__}.{name}"
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: must be finite, got {raw!r}")
-        if command.limits is not None:
-            lo, hi = command.limits
-            if not lo <= value <= hi:
-                raise ValueError(f"{where}: outside {command_name} limits [{lo:g}, {hi:g}], got {raw!r}")
-        commands[command_name] = value
+        for source in command_sources(entry):
+            command_name = source.command
+            if source.constant is not None:
+                value = source.constant
+            elif isinstance(raw, bool):
+                value = 1.0 if raw else 0.0
+            else:
+                value = float(raw) * source.factor
+            command = profile.commands[command_name]
+            where = f"{profile.name}: {type(setpoint).__name__}.{name}"
+            if not math.isfinite(value):
+                raise ValueError(f"{where}: must be finite, got {raw!r}")
+            if command.limits is not None:
+                lo, hi = command.limits
+                if not lo <= value <= hi:
+                    raise ValueError(f"{where}: outside {command_name} limits [{lo:g}, {hi:g}], got {raw!r}")
+            commands[command_name] = value
     return commands
 
 
@@ -596,7 +614,8 @@ def from_commands(profile: Profile, command_values: Mapping[str, float]) -> dict
     """Setpoint fields (name -> value) carried by ``command_values`` (command name -> value):
     the inverse of :func:`to_commands`, used by simulators to see what a device was told."""
     fields: dict[str, float] = {}
-    for name, source in COMMAND_MAPPINGS.get(profile.name, {}).items():
-        if source.command in command_values:
-            fields[name] = command_values[source.command] / source.factor
+    for name, entry in COMMAND_MAPPINGS.get(profile.name, {}).items():
+        for source in command_sources(entry):
+            if source.constant is None and source.command in command_values:
+                fields[name] = command_values[source.command] / source.factor
     return fields

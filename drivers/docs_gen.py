@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from drivers.capabilities import COMMAND_MAPPINGS, MAPPINGS, field_units
+from drivers.capabilities import COMMAND_MAPPINGS, MAPPINGS, command_sources, field_units
 from drivers.modbus.profile import Command, Point, Profile, load_profile
 from drivers.profiles import PROFILES_DIR
 
@@ -121,8 +121,14 @@ def _profile_section(path: Path, profile: Profile) -> list[str]:
     setpoints = COMMAND_MAPPINGS.get(profile.name)
     if setpoints:
         items = ", ".join(
-            f"`{field}` → `{src.command}`" + (f" (× {src.factor:g})" if src.factor != 1.0 else "")
-            for field, src in setpoints.items()
+            f"`{field}` → "
+            + " + ".join(
+                f"`{src.command}`"
+                + (f" = {src.constant:g}" if src.constant is not None else "")
+                + (f" (× {src.factor:g})" if src.factor != 1.0 and src.constant is None else "")
+                for src in command_sources(entry)
+            )
+            for field, entry in setpoints.items()
         )
         out += [f"Setpoint fields: {items}.", ""]
     return out
