@@ -1,0 +1,51 @@
+"""HTTP GET with a timeout, retries with capped exponential backoff, and API keys from the
+environment (never from config files)."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+
+from ems.signals.series import SignalError
+
+
+def api_key(variable: str) -> str:
+    """The API key in environment variable ``variable``; a missing one raises SignalError naming it."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise SignalError(f"environment variable {variable} is not set (API key)")
+    return value
+
+
+def get(
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+    retries: int = 3,
+    backoff_s: float = 1.0,
+    max_backoff_s: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bytes:
+    """The body of ``url``. Server errors (5xx, 429) and network failures are retried ``retries``
+    times with backoff doubling from ``backoff_s``; client errors (4xx) fail at once."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    delay = backoff_s
+    for attempt in range(retries + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                body: bytes = response.read()
+                return body
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 and exc.code != 429:
+                raise SignalError(f"GET {url}: HTTP {exc.code} {exc.reason}") from None
+            problem = f"HTTP {exc.code} {exc.reason}"
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            problem = str(getattr(exc, "reason", exc))
+        if attempt == retries:
+            raise SignalError(f"GET {url}: failed after {retries + 1} attempts: {problem}")
+        sleep(delay)
+        delay = min(max_backoff_s, delay * 2)
+    raise AssertionError("unreachable")
