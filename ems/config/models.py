@@ -7,7 +7,8 @@ Relative file paths are resolved against the config file's directory.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from datetime import date
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,7 +19,8 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 NonNeg = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Efficiency = Annotated[float, Field(gt=0, le=1)]
-DaysKind = Literal["all", "weekdays", "weekends"]
+DaysKind = Literal["all", "weekdays", "weekends", "holidays"]
+"""Which days a window applies on; "holidays" means the dates in the tariff's ``holidays`` list."""
 
 
 class Strict(BaseModel):
@@ -81,6 +83,8 @@ class TouTariff(Strict):
     default_period: str
     prices: dict[str, float]
     rules: list[TouRule] = Field(default_factory=list)
+    holidays: list[date] = Field(default_factory=list)
+    source: str | None = None
 
     @model_validator(mode="after")
     def _periods_priced(self) -> TouTariff:
@@ -138,6 +142,25 @@ class GridConfig(Strict):
     demand_charge: DemandCharge | None = None
     carbon: CarbonSource
     device: Device | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_tou_tables(cls, data: Any) -> Any:
+        """A built-in table (kind "tou_table") becomes the "tou" tariff it stands for."""
+        if not isinstance(data, dict):
+            return data
+        from ems.signals.tou_tables import TableError, expand_table
+
+        out = dict(data)
+        for name in ("tariff", "export_tariff"):
+            value = out.get(name)
+            if isinstance(value, dict) and value.get("kind") == "tou_table":
+                try:
+                    out[name] = expand_table(value, name)
+                except TableError as exc:
+                    message = str(exc).split(": ", 1)[1]
+                    raise field_problems([((name, *exc.field), exc.value, message)]) from None
+        return out
 
 
 class SiteInfo(Strict):

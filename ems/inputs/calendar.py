@@ -22,14 +22,20 @@ def local_steps(steps_utc: pd.DatetimeIndex, timezone: str) -> pd.DatetimeIndex:
     return steps_utc.tz_convert(timezone)
 
 
-def window_mask(window: TimeWindow, local: pd.DatetimeIndex) -> np.ndarray:
-    """True where the step starts inside the window (local time; end exclusive; may wrap)."""
+def window_mask(
+    window: TimeWindow, local: pd.DatetimeIndex, holidays: Sequence[date] = ()
+) -> np.ndarray:
+    """True where the step starts inside the window (local time; end exclusive; may wrap).
+    ``holidays`` are the local dates a "holidays" window applies on."""
     minute = np.asarray(local.hour * 60 + local.minute)
     start, end = minutes_of_day(window.start), minutes_of_day(window.end)
     in_time = (minute >= start) & (minute < end) if start < end else (minute >= start) | (minute < end)
     in_month = np.isin(np.asarray(local.month), window.months)
-    weekday = np.asarray(local.dayofweek) < 5
-    in_days = {"all": np.ones(len(local), bool), "weekdays": weekday, "weekends": ~weekday}[window.days]
+    if window.days == "holidays":
+        in_days = np.isin(np.asarray(local.date), np.asarray(list(holidays), dtype=object))
+    else:
+        weekday = np.asarray(local.dayofweek) < 5
+        in_days = {"all": np.ones(len(local), bool), "weekdays": weekday, "weekends": ~weekday}[window.days]
     return np.asarray(in_time & in_month & in_days)
 
 

@@ -84,7 +84,7 @@ def tariff_prices(tariff: Tariff, site: LoadedSite, steps: pd.DatetimeIndex, wha
 def tou_prices(tariff: TouTariff, local: pd.DatetimeIndex) -> np.ndarray:
     prices = np.full(len(local), tariff.prices[tariff.default_period])
     for rule in tariff.rules:
-        prices[window_mask(rule, local)] = tariff.prices[rule.period]
+        prices[window_mask(rule, local, tariff.holidays)] = tariff.prices[rule.period]
     return prices
 
 
@@ -92,7 +92,7 @@ def tou_periods(tariff: TouTariff, local: pd.DatetimeIndex) -> np.ndarray:
     """Period name of each step (for tables and tests)."""
     names = np.full(len(local), tariff.default_period, dtype=object)
     for rule in tariff.rules:
-        names[window_mask(rule, local)] = rule.period
+        names[window_mask(rule, local, tariff.holidays)] = rule.period
     return names
 
 
