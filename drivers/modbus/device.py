@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from drivers.modbus.profile import Profile, ReadBlock, Reading, decode_reads, plan_reads
-from drivers.modbus.transport import ModbusTcpTransport, TransportError
+from drivers.modbus.transport import ModbusTransport, TransportError
 
 
 def utc_now() -> datetime:
@@ -25,7 +25,7 @@ class ProfileDevice:
     def __init__(
         self,
         profile: Profile,
-        transport: ModbusTcpTransport,
+        transport: ModbusTransport,
         unit_id: int | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:

@@ -1,7 +1,10 @@
-"""Modbus TCP transport: one pymodbus client per host:port, shared by every unit id behind it.
+"""Modbus transports: one pymodbus client per link (host:port, or serial port), shared by every
+unit id behind it.
 
-Every failure surfaces as :class:`TransportError`. A lost or refused connection is retried on a
-later request, no earlier than a capped exponential backoff allows.
+:class:`ModbusTransport` holds the request, error and backoff logic; a subclass only says how to
+build its pymodbus client (:class:`ModbusTcpTransport` here, ``drivers.modbus.rtu`` for serial
+RTU). Every failure surfaces as :class:`TransportError`. A lost or refused connection is retried
+on a later request, no earlier than a capped exponential backoff allows.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 Table = Literal["holding", "input"]
@@ -76,13 +80,17 @@ def exception_reason(code: int) -> str:
     return f"modbus exception {code} ({name})"
 
 
-class ModbusTcpTransport:
-    """One Modbus TCP connection; safe to share between devices (requests are serialised)."""
+class ModbusTransport:
+    """One Modbus link; safe to share between devices (requests are serialised).
+
+    Subclasses implement :meth:`_new_client` (a disconnected pymodbus async client) and set
+    ``endpoint`` (the link's name in error messages).
+    """
+
+    endpoint: str
 
     def __init__(
         self,
-        host: str,
-        port: int,
         timeout_s: float = 1.0,
         backoff_max_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -90,14 +98,12 @@ class ModbusTcpTransport:
     ) -> None:
         if timeout_s <= 0 or backoff_max_s < 0 or backoff_initial_s < 0:
             raise ValueError("timeout_s must be > 0 and backoff times >= 0")
-        self.host = host
-        self.port = port
         self.timeout_s = timeout_s
         self.backoff_max_s = backoff_max_s
         self.backoff_initial_s = min(backoff_initial_s, backoff_max_s)
         self.clock = clock
         self.stats = TransportStats()
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: ModbusBaseClient | None = None
         self._connect_lock = asyncio.Lock()
         self._backoff_s = 0.0
         self._next_attempt_at: float | None = None
@@ -119,6 +125,10 @@ class ModbusTcpTransport:
 
     # -- connection -----------------------------------------------------------------------------
 
+    def _new_client(self) -> ModbusBaseClient:
+        """A new, not yet connected pymodbus client with its own retries and reconnect turned off."""
+        raise NotImplementedError
+
     def _mark_disconnected(self) -> None:
         self.close()
         self._backoff_s = (
@@ -126,7 +136,7 @@ class ModbusTcpTransport:
         )
         self._next_attempt_at = self.clock() + self._backoff_s
 
-    async def _ensure_connected(self) -> AsyncModbusTcpClient:
+    async def _ensure_connected(self) -> ModbusBaseClient:
         async with self._connect_lock:
             if self._client is not None and self._client.connected:
                 return self._client
@@ -134,13 +144,9 @@ class ModbusTcpTransport:
             now = self.clock()
             if self._next_attempt_at is not None and now < self._next_attempt_at:
                 raise TransportError(
-                    f"not connected to {self.host}:{self.port}; "
-                    f"reconnect in {self._next_attempt_at - now:.2f} s"
+                    f"not connected to {self.endpoint}; reconnect in {self._next_attempt_at - now:.2f} s"
                 )
-            # reconnect_delay=0 turns pymodbus's own reconnect off: reconnecting is done here.
-            client = AsyncModbusTcpClient(
-                self.host, port=self.port, timeout=self.timeout_s, retries=0, reconnect_delay=0
-            )
+            client = self._new_client()
             try:
                 ok = await asyncio.wait_for(client.connect(), self.timeout_s + 0.5)
             except (TimeoutError, OSError, ConnectionException):
@@ -149,7 +155,7 @@ class ModbusTcpTransport:
                 client.close()
                 self.stats.connect_failures += 1
                 self._mark_disconnected()
-                raise TransportError(f"cannot connect to {self.host}:{self.port}")
+                raise TransportError(f"cannot connect to {self.endpoint}")
             self.stats.connects += 1
             self._client = client
             self._backoff_s = 0.0
@@ -159,7 +165,7 @@ class ModbusTcpTransport:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    async def _request(self, what: str, call: Callable[[AsyncModbusTcpClient], Any]) -> Any:
+    async def _request(self, what: str, call: Callable[[ModbusBaseClient], Any]) -> Any:
         self.stats.requests += 1
         try:
             client = await self._ensure_connected()
@@ -209,7 +215,7 @@ class ModbusTcpTransport:
             raise TransportError(f"read {table} {address}+{count}: invalid address or count")
         what = f"read {table} {address}+{count} unit {unit_id}"
 
-        def call(client: AsyncModbusTcpClient) -> Any:
+        def call(client: ModbusBaseClient) -> Any:
             if table == "holding":
                 return client.read_holding_registers(address, count=count, device_id=unit_id)
             return client.read_input_registers(address, count=count, device_id=unit_id)
@@ -243,18 +249,65 @@ class ModbusTcpTransport:
         await self._request(what, lambda c: c.write_register(address, value, device_id=unit_id))
 
 
+class ModbusTcpTransport(ModbusTransport):
+    """One Modbus TCP connection to ``host``:``port``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout_s: float = 1.0,
+        backoff_max_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        backoff_initial_s: float = 0.5,
+    ) -> None:
+        super().__init__(timeout_s, backoff_max_s, clock, backoff_initial_s)
+        self.host = host
+        self.port = port
+        self.endpoint = f"{host}:{port}"
+
+    def _new_client(self) -> ModbusBaseClient:
+        # reconnect_delay=0 turns pymodbus's own reconnect off: reconnecting is done here.
+        return AsyncModbusTcpClient(
+            self.host, port=self.port, timeout=self.timeout_s, retries=0, reconnect_delay=0
+        )
+
+
 class TransportPool:
-    """Hands out one transport per host:port."""
+    """Hands out one transport per host:port (TCP) or per serial port (RTU).
+
+    ``options`` (timeout_s, backoff_max_s, clock, backoff_initial_s) apply to every transport.
+    """
 
     def __init__(self, **options: Any) -> None:
         self._options = options
-        self._transports: dict[tuple[str, int], ModbusTcpTransport] = {}
+        self._transports: dict[tuple[str, ...], ModbusTransport] = {}
 
     def get(self, host: str, port: int) -> ModbusTcpTransport:
-        key = (host, port)
-        if key not in self._transports:
-            self._transports[key] = ModbusTcpTransport(host, port, **self._options)
-        return self._transports[key]
+        key = ("tcp", host, str(port))
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = self._transports[key] = ModbusTcpTransport(host, port, **self._options)
+        assert isinstance(transport, ModbusTcpTransport)
+        return transport
+
+    def get_serial(self, port: str, **line: Any) -> ModbusTransport:
+        """The RTU transport for serial ``port`` (a device path or a pyserial URL).
+
+        ``line`` (baudrate, parity, stopbits, bytesize) is used when the transport is created; asking
+        again for the same port with different line settings raises ValueError.
+        """
+        from drivers.modbus.rtu import ModbusRtuTransport, SerialLine
+
+        key = ("serial", port)
+        wanted = SerialLine(**line)
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = self._transports[key] = ModbusRtuTransport(port, wanted, **self._options)
+        assert isinstance(transport, ModbusRtuTransport)
+        if transport.line != wanted:
+            raise ValueError(f"serial port {port}: already open with {transport.line}, got {wanted}")
+        return transport
 
     def close(self) -> None:
         for transport in self._transports.values():

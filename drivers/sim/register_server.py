@@ -1,8 +1,15 @@
-"""A Modbus TCP server that serves a profile's register map, with fault injection.
+"""A Modbus server on TCP that serves a profile's register map, with fault injection.
 
 It speaks FC3 (read holding), FC4 (read input), FC6 (write single) and FC16 (write multiple);
 unused registers read 0. Faults (``server.faults``): ``no_answer`` swallows requests, ``delay_s``
-delays every answer, ``exception_code`` answers every request with that Modbus exception.
+delays every answer, ``exception_code`` answers every request with that Modbus exception,
+``bad_crc`` (RTU only) corrupts the CRC of every answer.
+
+``framing="tcp"`` (default) is Modbus TCP (MBAP header). ``framing="rtu"`` sends RTU frames over
+the TCP stream instead (unit id + PDU + CRC-16/Modbus, low byte first, no MBAP), as an RTU-over-TCP
+gateway or a serial line does; a client reaches it with the pyserial URL ``socket://host:port``.
+Like a serial slave, it stays silent on a frame with a wrong CRC (counted in ``crc_errors``) or for
+another unit id.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Literal
 
 from drivers.modbus.codec import encode
 from drivers.modbus.profile import Profile, Table
@@ -27,16 +35,46 @@ class Faults:
     no_answer: bool = False
     delay_s: float = 0.0
     exception_code: int | None = None
+    bad_crc: bool = False
 
     def clear(self) -> None:
         self.no_answer = False
         self.delay_s = 0.0
         self.exception_code = None
+        self.bad_crc = False
+
+
+def crc16(frame: bytes) -> int:
+    """CRC-16/Modbus of ``frame`` (polynomial 0xA001 reflected, initial value 0xFFFF)."""
+    crc = 0xFFFF
+    for byte in frame:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def rtu_frame(unit: int, pdu: bytes) -> bytes:
+    """An RTU ADU: unit id, PDU, CRC low byte first."""
+    body = bytes([unit]) + pdu
+    return body + crc16(body).to_bytes(2, "little")
 
 
 class RegisterServer:
-    def __init__(self, profile: Profile, host: str = "127.0.0.1", port: int = 0, unit_id: int = 1) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        unit_id: int = 1,
+        framing: Literal["tcp", "rtu"] = "tcp",
+    ) -> None:
+        if framing not in ("tcp", "rtu"):
+            raise ValueError(f"framing: must be 'tcp' or 'rtu', got {framing!r}")
         self.profile = profile
+        self.framing = framing
+        self.crc_errors = 0
+        """RTU frames dropped because their CRC did not match."""
         self.host = host
         self.port = port
         self.unit_id = unit_id
@@ -101,6 +139,9 @@ class RegisterServer:
         if task is not None:
             self._handlers.add(task)
         try:
+            if self.framing == "rtu":
+                await self._serve_rtu(reader, writer)
+                return
             while True:
                 header = await reader.readexactly(7)
                 tid, proto, length, unit = struct.unpack(">HHHB", header)
@@ -122,6 +163,30 @@ class RegisterServer:
             if task is not None:
                 self._handlers.discard(task)
             writer.close()
+
+    async def _serve_rtu(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readexactly(2)
+            unit, fc = head
+            if fc == 16:
+                fixed = await reader.readexactly(5)
+                rest = fixed + await reader.readexactly(fixed[4] + 2)
+            else:  # FC1..6 requests all carry 4 data bytes
+                rest = await reader.readexactly(6)
+            frame = head + rest
+            if crc16(frame[:-2]).to_bytes(2, "little") != frame[-2:]:
+                self.crc_errors += 1
+                continue
+            self.requests[fc] += 1
+            if self.faults.no_answer or unit != self.unit_id:
+                continue
+            if self.faults.delay_s > 0:
+                await asyncio.sleep(self.faults.delay_s)
+            answer = rtu_frame(unit, self._answer(unit, frame[1:-2]))
+            if self.faults.bad_crc:
+                answer = answer[:-2] + bytes([answer[-2] ^ 0xFF, answer[-1]])
+            writer.write(answer)
+            await writer.drain()
 
     def _answer(self, unit: int, pdu: bytes) -> bytes:
         fc = pdu[0]

@@ -283,7 +283,9 @@ def test_from_capability_round_trips_through_to_capability(name: str) -> None:
     """Publishing capability values as points (what a simulator does) reads back as the same values."""
     profile = PROFILES[name]
     samples: dict[str, object] = {
-        "state": {"ev_charger": "C2", "electrolyser": "in operation"}.get(profile.kind),
+        "state": {"ev_charger": "C2", "electrolyser": "in operation", "battery": "charging"}.get(
+            profile.kind
+        ),
         "plugged": True,
     }
     values: dict[str, object] = {}

@@ -2,8 +2,8 @@
 
 Points: a value inside each point's valid_range is put in the server's register image, then
 polled through ProfileDevice. Commands: a value inside the limits is encoded and written in one
-FC16 request, then read back from the server's image; a value outside the limits is refused
-before anything is sent.
+request (FC6 for ``encoding = "write_single"``, FC16 otherwise), then read back from the server's
+image; a value outside the limits is refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -30,16 +30,11 @@ NOT_GENERIC: dict[tuple[str, str], str] = {
         "path does not run"
     ),
 }
-"""Commands the generic path (encode_command + one FC16 write) cannot write, with the reason."""
-
+"""Commands the generic path (encode_command + one write request) cannot write, with the reason."""
 
 
 def skip_reason(profile: Profile, name: str) -> str | None:
-    if (profile.name, name) in NOT_GENERIC:
-        return NOT_GENERIC[(profile.name, name)]
-    if profile.commands[name].encoding == "write_single":
-        return "encoding write_single needs FC6; ModbusTcpTransport only writes with FC16"
-    return None
+    return NOT_GENERIC.get((profile.name, name))
 
 
 def command_params() -> list[Any]:
@@ -126,9 +121,11 @@ def test_every_point_polls_over_tcp(path: Path) -> None:
 
 
 @pytest.mark.parametrize(("path", "name"), command_params())
-def test_command_writes_in_one_fc16_and_refuses_out_of_limits(path: Path, name: str) -> None:
+def test_command_writes_in_one_request_and_refuses_out_of_limits(path: Path, name: str) -> None:
     profile = load_profile(path)
     command = profile.commands[name]
+    single = command.encoding == "write_single"
+    function_code = 6 if single else 16
     value = command_value(command)
     if command.limits is not None:
         lo, hi = command.limits
@@ -139,14 +136,19 @@ def test_command_writes_in_one_fc16_and_refuses_out_of_limits(path: Path, name: 
         above = below = math.nan  # not a finite number: refused as well
 
     async def send(transport: ModbusTcpTransport, v: float) -> None:
-        await transport.write_registers(command.address, encode_command(profile, name, v), profile.unit_id)
+        registers = encode_command(profile, name, v)
+        if single:
+            assert len(registers) == 1
+            await transport.write_register(command.address, registers[0], profile.unit_id)
+        else:
+            await transport.write_registers(command.address, registers, profile.unit_id)
 
     async def main() -> None:
         async with RegisterServer(profile, unit_id=profile.unit_id) as server:
             transport = ModbusTcpTransport("127.0.0.1", server.port, timeout_s=1.0)
             try:
                 await send(transport, value)
-                assert server.requests[16] == 1
+                assert server.requests[function_code] == 1
                 assert sum(server.requests.values()) == 1
                 registers = server.get_registers("holding", command.address, command.width)
                 assert registers == encode_command(profile, name, value)
