@@ -340,6 +340,37 @@ def _enapter_state_raw(state: str) -> float:
     return float({v: k for k, v in ENAPTER_SYSTEM_STATES.items()}[state])
 
 
+VICTRON_BATTERY_STATES = {0: "idle", 1: "charging", 2: "discharging"}
+
+
+def _victron_battery_state(raw: float | str) -> str:
+    if isinstance(raw, str) or int(raw) not in VICTRON_BATTERY_STATES:
+        raise Unavailable(f"unknown battery state {raw!r}")
+    return VICTRON_BATTERY_STATES[int(raw)]
+
+
+def _victron_battery_state_raw(state: str) -> float:
+    return float({v: k for k, v in VICTRON_BATTERY_STATES.items()}[state])
+
+
+def _charx_state(raw: float | str) -> str:
+    text = str(raw).strip("\x00 ").upper()
+    if text in EV_STATES:
+        return text
+    if text[:1] in ("B", "C", "D"):
+        raise Unavailable(f"state letter {text[:1]!r} without the PWM digit has no single IEC 61851 state")
+    raise Unavailable(f"unknown IEC 61851 state {text!r}")
+
+
+def _charx_plugged(raw: float | str) -> bool:
+    letter = str(raw).strip("\x00 ").upper()[:1]
+    if letter == "A":
+        return False
+    if letter in ("B", "C", "D"):
+        return True
+    raise Unavailable(f"state {letter or raw!r}: plug state unknown")
+
+
 MAPPINGS: dict[str, dict[str, FieldSource]] = {
     # -- vendor profiles (drivers/profiles/*.toml) --
     "eastron_sdm630": {
@@ -390,8 +421,48 @@ MAPPINGS: dict[str, dict[str, FieldSource]] = {
         ),
         "h2_total_kg": _scaled("h2_total_nl", "NL", H2_KG_PER_NL, f"NL → kg (× {H2_KG_PER_NL:g} kg/NL)"),
     },
+    "carlo_gavazzi_em24": {
+        "power_net_kw": _scaled(
+            "total_active_power_net_w", "W", W_TO_KW, "W → kW; sign kept: + = import, − = export"
+        ),
+        "power_l1_net_kw": _scaled("active_power_l1_w", "W", W_TO_KW, "W → kW; + = import"),
+        "power_l2_net_kw": _scaled("active_power_l2_w", "W", W_TO_KW, "W → kW; + = import"),
+        "power_l3_net_kw": _scaled("active_power_l3_w", "W", W_TO_KW, "W → kW; + = import"),
+        "voltage_l1_v": _as_is("voltage_l1_v", "V"),
+        "voltage_l2_v": _as_is("voltage_l2_v", "V"),
+        "voltage_l3_v": _as_is("voltage_l3_v", "V"),
+        "current_l1_a": _as_is("current_l1_a", "A"),
+        "current_l2_a": _as_is("current_l2_a", "A"),
+        "current_l3_a": _as_is("current_l3_a", "A"),
+        "import_energy_kwh": _as_is("import_energy_kwh", "kWh"),
+        "export_energy_kwh": _as_is("export_energy_kwh", "kWh"),
+        "frequency_hz": _as_is("frequency_hz", "Hz"),
+    },
+    "victron_gx": {
+        "state": FieldSource(
+            "battery_state", None, None, _victron_battery_state, "0 idle, 1 charging, 2 discharging",
+            _victron_battery_state_raw,
+        ),
+        "power_net_kw": _scaled(
+            "battery_power_w", "W", -W_TO_KW, "W → kW, sign flipped: the GX counts charging positive"
+        ),
+        "soc_pct": _as_is("soc_pct", "%"),
+    },
+    "victron_vebus": {
+        "soc_pct": _as_is("vebus_soc_pct", "%"),
+    },
+    "phoenix_charx": {
+        "state": FieldSource(
+            "status", None, None, _charx_state, "IEC 61851 state; a bare B/C/D letter is missing", str
+        ),
+        "plugged": FieldSource("status", None, None, _charx_plugged, "letter B, C or D; unknown in E/F"),
+        "power_kw": _scaled("active_power_w", "W", W_TO_KW, "W → kW (the profile's scale turns mW into W)"),
+        "total_energy_kwh": _scaled("total_energy_wh", "Wh", WH_TO_KWH, "Wh → kWh (meter total)"),
+    },
     # -- end of vendor profiles --
     # -- SunSpec profiles (drivers/sunspec) --
+    # Defined in drivers/sunspec/capability_map.py (its converters need the SunSpec model tables).
+    **__import__("drivers.sunspec.capability_map", fromlist=["mappings"]).mappings(),
     # -- end of SunSpec profiles --
 }
 """Per profile name: capability field -> the point that feeds it."""
@@ -560,8 +631,24 @@ COMMAND_MAPPINGS: dict[str, dict[str, CommandSource | tuple[CommandSource, ...]]
         "production_rate_pct": CommandSource("production_rate_pct"),
         "run": CommandSource("start_stop"),
     },
+    "victron_vebus": {
+        "power_net_kw": (
+            CommandSource("disable_charge", constant=0.0, note="charging allowed"),
+            CommandSource("disable_feed_in", constant=0.0, note="feed-in allowed"),
+            CommandSource("ess_setpoint_l1_w", -1000.0 / 3, "kW → W, a third per phase, + = charge"),
+            CommandSource("ess_setpoint_l2_w", -1000.0 / 3, "kW → W, a third per phase, + = charge"),
+            CommandSource("ess_setpoint_l3_w", -1000.0 / 3, "kW → W, a third per phase, + = charge"),
+        ),
+    },
+    "phoenix_charx": {
+        "current_a": (
+            CommandSource("enable", constant=1.0, note="charging enabled"),
+            CommandSource("max_current_a"),
+        ),
+    },
     # -- end of vendor profiles --
     # -- SunSpec profiles (drivers/sunspec) --
+    **__import__("drivers.sunspec.capability_map", fromlist=["command_mappings"]).command_mappings(),
     # -- end of SunSpec profiles --
 }
 """Per profile name: setpoint field -> the command (or commands, in write order) that carry it."""

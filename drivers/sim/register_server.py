@@ -15,6 +15,7 @@ another unit id.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 from collections import Counter
 from dataclasses import dataclass
@@ -89,8 +90,17 @@ class RegisterServer:
     # -- register image ---------------------------------------------------------------------------
 
     def set_point(self, name: str, value: float | str) -> None:
+        """Publish ``value`` (engineering units) in point ``name``'s registers. A point scaled by a
+        scale-factor point is encoded with the exponent that point currently holds."""
         point = self.profile.points[name]
-        self.set_registers(point.table, point.address, encode(value, self.profile.point_spec(name)))
+        spec = self.profile.point_spec(name)
+        if point.scale_factor_point is not None:
+            sf_point = self.profile.points[point.scale_factor_point]
+            raw = self.get_registers(sf_point.table, sf_point.address, 1)[0]
+            exponent = raw - 0x10000 if raw >= 0x8000 else raw
+            if raw != 0x8000:
+                spec = dataclasses.replace(spec, scale=10.0**exponent)
+        self.set_registers(point.table, point.address, encode(value, spec))
 
     def set_registers(self, table: Table, address: int, values: list[int]) -> None:
         for i, v in enumerate(values):
