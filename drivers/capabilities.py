@@ -340,6 +340,20 @@ def _enapter_state_raw(state: str) -> float:
     return float({v: k for k, v in ENAPTER_SYSTEM_STATES.items()}[state])
 
 
+ENAPTER_ELECTROLYSER_STATES = {0: "halted", 2: "idle", 3: "steady", 4: "standby"}
+"""Enapter input register 1200 (electrolyser state machine)."""
+
+
+def _enapter_el_state(raw: float | str) -> str:
+    if isinstance(raw, str) or int(raw) not in ENAPTER_ELECTROLYSER_STATES:
+        raise Unavailable(f"unknown electrolyser state {raw!r}")
+    return ENAPTER_ELECTROLYSER_STATES[int(raw)]
+
+
+def _enapter_el_state_raw(state: str) -> float:
+    return float({v: k for k, v in ENAPTER_ELECTROLYSER_STATES.items()}[state])
+
+
 VICTRON_BATTERY_STATES = {0: "idle", 1: "charging", 2: "discharging"}
 
 
@@ -413,7 +427,8 @@ MAPPINGS: dict[str, dict[str, FieldSource]] = {
     },
     "enapter_el": {
         "state": FieldSource(
-            "system_state", None, None, _enapter_state, "system state code → text", _enapter_state_raw
+            "electrolyser_state", None, None, _enapter_el_state,
+            "1200: 0 halted, 2 idle, 3 steady, 4 standby", _enapter_el_state_raw,
         ),
         "production_rate_pct": _as_is("production_rate_pct", "%"),
         "h2_flow_kg_per_h": _scaled(

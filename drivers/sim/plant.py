@@ -56,9 +56,16 @@ class BatteryModel:
 
 @dataclass
 class Vehicle:
+    """A plugged-in vehicle: the energy it wants (kWh) and, when given, the most its on-board
+    charger takes (kW at the charger)."""
+
     session_id: str
     needed_kwh: float
     delivered_kwh: float = 0.0
+    max_kw: float | None = None
+
+    def limit_kw(self, charger_max_kw: float) -> float:
+        return charger_max_kw if self.max_kw is None else min(charger_max_kw, self.max_kw)
 
 
 @dataclass
@@ -79,14 +86,14 @@ class EvChargerModel:
         if v is None:
             return 0.0
         left = max(0.0, (v.needed_kwh - v.delivered_kwh) / self.efficiency / dt_h)
-        return min(self.max_kw * self.presence, left)
+        return min(v.limit_kw(self.max_kw) * self.presence, left)
 
     def apply(self, request_kw: float, dt_h: float) -> float:
         v = self.vehicle
         if v is None or request_kw <= 0:
             return 0.0
         left_kw = max(0.0, (v.needed_kwh - v.delivered_kwh) / self.efficiency / dt_h)
-        p = min(request_kw, self.max_kw * self.presence, left_kw)
+        p = min(request_kw, v.limit_kw(self.max_kw) * self.presence, left_kw)
         if p < self.min_kw * self.presence - 1e-9 and left_kw >= self.min_kw * self.presence:
             p = 0.0  # below the minimum current the charger pauses (a vehicle topping off may take less)
         v.delivered_kwh += p * dt_h * self.efficiency

@@ -3,3 +3,6 @@
 import typer
 
 app = typer.Typer(help="Read a site's devices and scan Modbus hosts.", no_args_is_help=True)
+
+from ems.cli import device_read  # noqa: E402,F401,I001
+from ems.cli import device_scan  # noqa: E402,F401

@@ -2,7 +2,7 @@
 
 import typer
 
-from ems.cli import config_cmd, device_cmd, plan_cmd, signals_cmd, whatif_cmd
+from ems.cli import config_cmd, device_cmd, plan_cmd, signals_cmd, sim_cmd, whatif_cmd
 
 app = typer.Typer(help="Site EMS: plan, simulate and control a multi-energy site.",
                   no_args_is_help=True)
@@ -11,6 +11,7 @@ app.add_typer(device_cmd.app, name="device")
 app.add_typer(signals_cmd.app, name="signals")
 app.command("whatif")(whatif_cmd.whatif)
 app.command("plan")(plan_cmd.plan)
+app.command("sim")(sim_cmd.sim)
 
 
 @app.callback()

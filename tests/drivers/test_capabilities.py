@@ -191,13 +191,17 @@ def test_enapter_conversions() -> None:
     profile = PROFILES["enapter_el"]
     values: dict[str, float | str | None] = {
         "system_state": 1,
+        "electrolyser_state": 3,
         "production_rate_pct": 80.0,
         "h2_flow_nl_per_h": 500.0,
         "h2_total_nl": 1_000_000.0,
     }
     r = to_capability(profile, poll(profile, values))
     assert isinstance(r, ElectrolyserReading)
-    assert r.state.value == "in operation"
+    assert r.state.value == "steady"
+    idle = to_capability(profile, poll(profile, {**values, "electrolyser_state": 1}))
+    assert isinstance(idle, ElectrolyserReading)
+    assert idle.state.reason == "electrolyser_state: unknown electrolyser state 1"
     assert r.production_rate_pct.value == 80.0
     # 500 NL/h of H2 is 44.94 g/h; 1e6 NL is 89.88 kg.
     assert r.h2_flow_kg_per_h.value == pytest.approx(0.04494)
@@ -209,13 +213,15 @@ def test_enapter_conversions() -> None:
 
 def test_enapter_idle_flow_stays_missing() -> None:
     profile = PROFILES["enapter_el"]
-    result = poll(profile, {"system_state": 1}, {"h2_flow_nl_per_h": "not available (NaN)"})
+    result = poll(profile, {"electrolyser_state": 2}, {"h2_flow_nl_per_h": "not available (NaN)"})
     r = to_capability(profile, result)
     assert isinstance(r, ElectrolyserReading)
+    assert r.state.value == "idle"
     assert r.h2_flow_kg_per_h.reason == "h2_flow_nl_per_h: not available (NaN)"
-    unknown = to_capability(profile, poll(profile, {"system_state": 9}))
+    unknown = to_capability(profile, poll(profile, {"electrolyser_state": 9}))
     assert isinstance(unknown, ElectrolyserReading)
-    assert unknown.state.value is None and unknown.state.reason == "system_state: unknown system state 9"
+    assert unknown.state.value is None
+    assert unknown.state.reason == "electrolyser_state: unknown electrolyser state 9"
 
 
 def test_poll_timestamp_stamps_every_field() -> None:
@@ -284,7 +290,7 @@ def test_from_capability_round_trips_through_to_capability(name: str) -> None:
     """Publishing capability values as points (what a simulator does) reads back as the same values."""
     profile = PROFILES[name]
     samples: dict[str, object] = {
-        "state": {"ev_charger": "C2", "electrolyser": "in operation", "battery": "charging"}.get(
+        "state": {"ev_charger": "C2", "electrolyser": "steady", "battery": "charging"}.get(
             profile.kind
         ),
         "plugged": True,

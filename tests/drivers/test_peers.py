@@ -266,6 +266,7 @@ def test_driver_reads_enapter_ints_floats_and_nan_from_pymodbustcp(
     assert bank.set_input_registers(22, u32_words(3_000_000_000))  # above 2**31: must stay unsigned
     assert bank.set_input_registers(1006, f32_words(12345.5))
     assert bank.set_input_registers(1008, [0x7FC0, 0x0000])  # NaN while idle
+    assert bank.set_input_registers(1200, [3])  # steady
     assert bank.set_holding_registers(1000, [1])
     assert bank.set_holding_registers(1002, f32_words(80.0))
     assert bank.set_holding_registers(4600, u32_words(70_000))
@@ -285,6 +286,7 @@ def test_driver_reads_enapter_ints_floats_and_nan_from_pymodbustcp(
             "start_stop": 1,
             "production_rate_pct": 80.0,
             "heartbeat_timeout": 70_000,
+            "electrolyser_state": 3,
         }
         reason = result["h2_flow_nl_per_h"].missing_reason
         assert reason is not None and "NaN" in reason

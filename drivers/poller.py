@@ -1,0 +1,273 @@
+"""Poll many devices, each at its own interval, concurrently; keep the latest reading of each.
+
+One asyncio task per device; devices behind the same host:port share one transport (its requests
+are serialised, others are not held up). A transport failure (no answer, lost connection) keeps
+the last good value of a point until it is older than the device's TTL, after which it is
+reported missing with the reason "stale". A device's own answer that a value is not available
+(a Modbus exception, a sentinel, NaN, out of range) is reported missing at once with that reason.
+Nothing raises out of the polling loop.
+
+Times are seconds of the injectable monotonic ``clock``; wall (UTC) times are derived from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from drivers.capabilities import CapabilityReading, check_mapping, to_capability
+from drivers.modbus.device import PollResult
+from drivers.modbus.profile import Profile, ReadBlock, Reading, decode_reads, plan_reads
+from drivers.modbus.transport import ModbusTcpTransport, TransportError, TransportPool
+
+log = logging.getLogger(__name__)
+
+STALE = "stale"
+LATENCY_WINDOW = 1000
+
+
+@dataclass(frozen=True)
+class PollTarget:
+    """One device to poll. ``ttl_s`` defaults to three intervals."""
+
+    name: str
+    profile: Profile
+    host: str
+    port: int
+    unit_id: int | None = None
+    interval_s: float = 1.0
+    ttl_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.interval_s > 0:
+            raise ValueError(f"device {self.name}: interval_s must be > 0, got {self.interval_s!r}")
+        if self.ttl_s is not None and not self.ttl_s > 0:
+            raise ValueError(f"device {self.name}: ttl_s must be > 0, got {self.ttl_s!r}")
+
+    @property
+    def ttl(self) -> float:
+        return 3 * self.interval_s if self.ttl_s is None else self.ttl_s
+
+
+@dataclass
+class DeviceStats:
+    """Per-device counters. Latency is the time one poll (all its reads) took, seconds."""
+
+    polls: int = 0
+    good_polls: int = 0
+    """Polls in which every read was answered (values may still be missing by the device's word)."""
+    errors: int = 0
+    """Polls with at least one failed read."""
+    consecutive_errors: int = 0
+    last_error: str | None = None
+    last_good_read_at: float | None = None
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def percentile(self, q: float) -> float | None:
+        """The ``q`` quantile (0..1) of recent poll latencies, s (None before the first poll)."""
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    @property
+    def latency_p50_s(self) -> float | None:
+        return self.percentile(0.50)
+
+    @property
+    def latency_p99_s(self) -> float | None:
+        return self.percentile(0.99)
+
+
+@dataclass
+class _Held:
+    reading: Reading
+    good_at: float | None
+    """Clock time the value was read (None for a missing reading)."""
+
+
+class _Device:
+    def __init__(self, target: PollTarget, transport: ModbusTcpTransport) -> None:
+        self.target = target
+        self.transport = transport
+        self.unit_id = target.profile.unit_id if target.unit_id is None else target.unit_id
+        self.blocks = plan_reads(target.profile)
+        self.stats = DeviceStats()
+        self.held: dict[str, _Held] = {}
+        self.polled_at: datetime | None = None
+        self.has_mapping = not check_mapping(target.profile)
+
+
+class Poller:
+    """Polls ``targets`` until stopped; ``latest``/``reading`` give the freshest view."""
+
+    def __init__(
+        self,
+        targets: Iterable[PollTarget],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        pool: TransportPool | None = None,
+        timeout_s: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        spread: bool = True,
+    ) -> None:
+        """``spread`` staggers the first polls over each device's interval, so that devices with
+        the same interval are not all read in the same instant."""
+        self.clock = clock
+        self.spread = spread
+        self.sleep = sleep
+        self._own_pool = pool is None
+        self.pool = pool if pool is not None else TransportPool(timeout_s=timeout_s, clock=clock)
+        self._epoch = datetime.now(UTC) - timedelta(seconds=clock())
+        self._devices: dict[str, _Device] = {}
+        for t in targets:
+            if t.name in self._devices:
+                raise ValueError(f"device {t.name!r}: name: used twice")
+            self._devices[t.name] = _Device(t, self.pool.get(t.host, t.port))
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._devices)
+
+    def utc(self, t_s: float | None = None) -> datetime:
+        """The UTC time of clock reading ``t_s`` (default: now)."""
+        return self._epoch + timedelta(seconds=self.clock() if t_s is None else t_s)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start one polling task per device (call inside a running event loop)."""
+        if self._tasks:
+            return
+        count = len(self._devices)
+        self._tasks = [
+            asyncio.create_task(self._loop(d, i / count if self.spread else 0.0), name=f"poll {n}")
+            for i, (n, d) in enumerate(self._devices.items())
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._own_pool:
+            self.pool.close()
+
+    async def __aenter__(self) -> Poller:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _loop(self, dev: _Device, phase: float) -> None:
+        interval = dev.target.interval_s
+        due = self.clock() + phase * interval
+        await self.sleep(due - self.clock())
+        while True:
+            try:
+                await self._poll(dev)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the loop must survive anything a poll may raise
+                dev.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("device %s: poll failed", dev.target.name)
+            due += interval
+            now = self.clock()
+            if due < now:  # a late poll skips the missed slots instead of bursting
+                due = now
+            await self.sleep(due - now)
+
+    # -- polling -------------------------------------------------------------------------------------
+
+    async def poll_once(self, name: str) -> PollResult:
+        """Poll device ``name`` now; returns its latest view (as :meth:`latest`)."""
+        dev = self._device(name)
+        await self._poll(dev)
+        return self.latest(name)
+
+    async def _poll(self, dev: _Device) -> None:
+        started = self.clock()
+        answered: list[tuple[ReadBlock, Sequence[int]]] = []
+        refused: dict[str, Reading] = {}
+        lost: dict[str, Reading] = {}
+        for block in dev.blocks:
+            try:
+                registers = await dev.transport.read(block.table, block.start, block.count, dev.unit_id)
+            except TransportError as exc:
+                target = refused if exc.exception_code is not None else lost
+                for name in block.points:
+                    target[name] = Reading(None, dev.target.profile.points[name].unit, f"error: {exc.reason}")
+                dev.stats.last_error = exc.reason
+                continue
+            answered.append((block, registers))
+        try:
+            readings = decode_reads(dev.target.profile, answered)
+        except ValueError as exc:
+            readings = {name: Reading(None, dev.target.profile.points[name].unit, f"error: decode: {exc}")
+                        for block, _ in answered for name in block.points}
+        readings.update(refused)
+        now = self.clock()
+        for name, reading in readings.items():
+            dev.held[name] = _Held(reading, now if reading.value is not None else None)
+        for name, reading in lost.items():
+            held = dev.held.get(name)
+            if held is None or held.good_at is None:
+                dev.held[name] = _Held(reading, None)
+        stats = dev.stats
+        stats.polls += 1
+        stats.latencies.append(now - started)
+        dev.polled_at = self.utc(now)
+        if refused or lost:
+            stats.errors += 1
+            stats.consecutive_errors += 1
+        else:
+            stats.good_polls += 1
+            stats.consecutive_errors = 0
+        if answered:
+            stats.last_good_read_at = now
+
+    # -- results -------------------------------------------------------------------------------------
+
+    def _device(self, name: str) -> _Device:
+        if name not in self._devices:
+            raise KeyError(f"device {name!r}: not polled; polled: {', '.join(self._devices)}")
+        return self._devices[name]
+
+    def stats(self, name: str) -> DeviceStats:
+        return self._device(name).stats
+
+    def target(self, name: str) -> PollTarget:
+        return self._device(name).target
+
+    def latest(self, name: str) -> PollResult:
+        """Every point of device ``name`` as last read; a value older than the TTL is missing
+        with reason "stale", a point never polled is missing with reason "not polled yet"."""
+        dev = self._device(name)
+        now = self.clock()
+        ttl = dev.target.ttl
+        out: dict[str, Reading] = {}
+        for block in dev.blocks:
+            for point in block.points:
+                held = dev.held.get(point)
+                unit = dev.target.profile.points[point].unit
+                if held is None:
+                    out[point] = Reading(None, unit, "not polled yet")
+                elif held.good_at is not None and now - held.good_at > ttl:
+                    out[point] = Reading(None, unit, STALE)
+                else:
+                    out[point] = held.reading
+        return PollResult(out, dev.polled_at or self.utc(now))
+
+    def reading(self, name: str) -> CapabilityReading | None:
+        """The capability reading of the latest view (None when the profile has no mapping)."""
+        dev = self._device(name)
+        if not dev.has_mapping:
+            return None
+        return to_capability(dev.target.profile, self.latest(name))
