@@ -106,11 +106,29 @@ class Command(_Frozen):
     write_budget_per_day: int | None = Field(default=None, ge=1)
     readback: bool = False
     processing_delay_s: float = Field(default=0.0, ge=0.0)
+    transactional: bool = False
     description: str = ""
 
     @property
     def width(self) -> int:
         return register_count(self.type, None)
+
+
+class Transaction(_Frozen):
+    """A device's configuration transaction: write ``begin_value`` to ``begin_address``, then the
+    value, then ``commit_value`` to ``commit_address`` (``rollback_value`` there abandons it);
+    the device reports the outcome in ``result_address`` of ``result_table``. Commands marked
+    ``transactional`` are written this way. ``success_values`` lists the result codes that mean
+    the value was taken (empty: the source does not say, the code is only reported)."""
+
+    begin_address: Address
+    begin_value: int = Field(default=1, ge=0, le=0xFFFF)
+    commit_address: Address
+    commit_value: int = Field(default=1, ge=0, le=0xFFFF)
+    rollback_value: int = Field(default=0, ge=0, le=0xFFFF)
+    result_address: Address
+    result_table: Table = "input"
+    success_values: list[int] = Field(default_factory=list)
 
 
 class Profile(_Frozen):
@@ -126,6 +144,7 @@ class Profile(_Frozen):
     description: str = ""
     points: dict[str, Point] = Field(default_factory=dict)
     commands: dict[str, Command] = Field(default_factory=dict)
+    transaction: Transaction | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Profile:
@@ -254,6 +273,8 @@ def _check_profile(profile: Profile) -> list[str]:
                 problems.append(f"{where}: fallback_point: give fallback_point or fallback_value, not both")
         elif c.fallback_point is not None or c.fallback_value is not None:
             problems.append(f"{where}: watchdog_s: a fallback needs the device's watchdog_s, got None")
+        if c.transactional and profile.transaction is None:
+            problems.append(f"{where}: transactional: the profile defines no [transaction], got True")
         if c.fallback_point is not None and c.fallback_point not in profile.points:
             problems.append(f"{where}: fallback_point: no such point {c.fallback_point!r}")
         if c.flash_backed and c.keepalive_s is not None:

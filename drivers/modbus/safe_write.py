@@ -26,6 +26,7 @@ Rules, per command of the profile:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -307,7 +308,11 @@ class SafeWriter:
             # Counted when sent: a write that timed out may still have reached the flash.
             state.flash_writes.append(now)
         try:
-            if command.encoding == "write_single":
+            if command.transactional:
+                problem = await self._write_transaction(name, command, target, registers)
+                if problem is not None:
+                    return replace(base, error=problem)
+            elif command.encoding == "write_single":
                 await self.transport.write_register(command.address, registers[0], self.unit_id)
             else:
                 await self.transport.write_registers(command.address, registers, self.unit_id)
@@ -321,6 +326,28 @@ class SafeWriter:
             state.in_sync = True
             return written
         return await self._read_back(name, command, state, target, written)
+
+    async def _write_transaction(
+        self, name: str, command: Command, target: float, registers: list[int]
+    ) -> str | None:
+        """Begin, write, commit, then read the device's result code. A failure after the begin
+        rolls the transaction back (best effort). Returns a problem or None."""
+        tx = self.profile.transaction
+        assert tx is not None  # checked when the profile was loaded
+        await self.transport.write_register(tx.begin_address, tx.begin_value, self.unit_id)
+        try:
+            await self.transport.write_registers(command.address, registers, self.unit_id)
+        except TransportError:
+            with contextlib.suppress(TransportError):
+                await self.transport.write_register(tx.commit_address, tx.rollback_value, self.unit_id)
+            raise
+        await self.transport.write_register(tx.commit_address, tx.commit_value, self.unit_id)
+        result = (await self.transport.read(tx.result_table, tx.result_address, 1, self.unit_id))[0]
+        if tx.success_values and result not in tx.success_values:
+            reason = f"configuration transaction result {result} (success: {tx.success_values})"
+            self.alarms.append(Alarm(name, target, None, self.clock(), reason))
+            return reason
+        return None
 
     async def _read_back(
         self, name: str, command: Command, state: _State, target: float, written: WriteOutcome

@@ -26,8 +26,8 @@ PROFILE_FILES = sorted(PROFILES_DIR.glob("*.toml"))
 
 NOT_GENERIC: dict[tuple[str, str], str] = {
     ("enapter_el", "heartbeat_timeout"): (
-        "written inside the 4000=1 / 4001=1 configuration transaction, which the generic write "
-        "path does not run"
+        "transactional: written inside the 4000=1 / 4001=1 configuration transaction, covered by "
+        "test_safe_write.py::test_transactional_command_runs_begin_write_commit_over_tcp"
     ),
 }
 """Commands the generic path (encode_command + one write request) cannot write, with the reason."""

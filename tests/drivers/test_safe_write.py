@@ -495,3 +495,76 @@ def test_write_single_command_goes_out_as_fc6_over_tcp() -> None:
             assert server.get_registers("holding", 2700, 1) == [0xF63C]  # -2500 as int16
 
     run(main())
+
+
+class RecordingTransport:
+    """A real TCP transport that also records the order of requests."""
+
+    def __init__(self, inner: ModbusTcpTransport) -> None:
+        self.inner = inner
+        self.log: list[tuple[str, int, list[int]]] = []
+
+    async def write_registers(self, address: int, values: Sequence[int], unit_id: int) -> None:
+        self.log.append(("fc16", address, list(values)))
+        await self.inner.write_registers(address, values, unit_id)
+
+    async def write_register(self, address: int, value: int, unit_id: int) -> None:
+        self.log.append(("fc6", address, [value]))
+        await self.inner.write_register(address, value, unit_id)
+
+    async def read(self, table: Table, address: int, count: int, unit_id: int) -> list[int]:
+        self.log.append((f"read {table}", address, [count]))
+        return await self.inner.read(table, address, count, unit_id)
+
+
+def test_transactional_command_runs_begin_write_commit_over_tcp(enapter: Profile) -> None:
+    async def main() -> None:
+        async with RegisterServer(enapter, unit_id=1) as server:
+            server.set_registers("input", 4002, [0])
+            transport = RecordingTransport(ModbusTcpTransport("127.0.0.1", server.port, timeout_s=1.0))
+            writer = SafeWriter(enapter, transport, unit_id=1, clock=FakeClock())
+            try:
+                outcome = await writer.write("heartbeat_timeout", 70_000)
+            finally:
+                transport.inner.close()
+            assert outcome.written and outcome.error is None and outcome.readback == "readback_ok"
+            # 70000 = 0x0001_1170, high word first.
+            assert transport.log[:4] == [
+                ("fc6", 4000, [1]),
+                ("fc16", 4600, [0x0001, 0x1170]),
+                ("fc6", 4001, [1]),
+                ("read input", 4002, [1]),
+            ]
+            assert server.get_registers("holding", 4600, 2) == [0x0001, 0x1170]
+            assert server.get_registers("holding", 4000, 2) == [1, 1]
+
+    run(main())
+
+
+def test_transaction_result_outside_success_values_raises_alarm() -> None:
+    profile = parse_profile(
+        {
+            "name": "tx_test",
+            "vendor": "t",
+            "model": "t",
+            "kind": "electrolyser",
+            "transaction": {"begin_address": 10, "commit_address": 11, "result_address": 12,
+                            "success_values": [0]},
+            "commands": {"timeout_s": {"address": 20, "type": "uint16", "transactional": True}},
+        }
+    )
+
+    async def main() -> None:
+        async with RegisterServer(profile, unit_id=1) as server:
+            server.set_registers("input", 12, [3])  # the device refused the configuration
+            transport = ModbusTcpTransport("127.0.0.1", server.port, timeout_s=1.0)
+            writer = SafeWriter(profile, transport, unit_id=1, clock=FakeClock())
+            try:
+                outcome = await writer.write("timeout_s", 30)
+            finally:
+                transport.close()
+            assert not outcome.written
+            assert outcome.error == "configuration transaction result 3 (success: [0])"
+            assert len(writer.alarms) == 1 and writer.alarms[0].command == "timeout_s"
+
+    run(main())
