@@ -265,6 +265,9 @@ class FieldSource:
     convert: Converter | None = None
     note: str = ""
     inverse: Inverse | None = None
+    minus_point: str | None = None
+    """When set, the field is (point − minus_point) × factor, e.g. a cell-voltage spread from the
+    highest and lowest cell voltage; missing when either is missing. Not published by inverse."""
 
     def describe(self) -> str:
         if self.note:
@@ -503,6 +506,14 @@ def check_mapping(profile: Profile) -> list[str]:
             )
         if (src.factor is None) == (src.convert is None):
             problems.append(f"{where}: give exactly one of factor and convert")
+        if src.minus_point is not None:
+            other = profile.points.get(src.minus_point)
+            if other is None:
+                problems.append(f"{where}: no such point {src.minus_point!r}")
+            elif other.unit != src.point_unit:
+                problems.append(
+                    f"{where}: point {src.minus_point} unit is {other.unit!r}, expected {src.point_unit!r}"
+                )
         if src.factor == 0:
             problems.append(f"{where}: factor must be non-zero")
     for name, entry in COMMAND_MAPPINGS.get(profile.name, {}).items():
@@ -536,7 +547,7 @@ def from_capability(profile: Profile, values: Mapping[str, Any]) -> dict[str, fl
     points: dict[str, float | str] = {}
     for name, value in values.items():
         src = mapping.get(name)
-        if src is None or value is None:
+        if src is None or value is None or src.minus_point is not None:
             continue
         if src.convert is not None:
             if src.inverse is not None:
@@ -569,6 +580,13 @@ def to_capability(
             values[name] = missing(unit, ts, f"not provided by {profile.name}")
             continue
         reading = poll_result.get(src.point)
+        if src.minus_point is not None and reading is not None and reading.value is not None:
+            other = poll_result.get(src.minus_point)
+            if other is None or other.value is None or isinstance(other.value, str):
+                why = "not polled" if other is None else (other.missing_reason or "missing")
+                values[name] = missing(unit, ts, f"{src.minus_point}: {why}")
+                continue
+            reading = Reading(float(reading.value) - float(other.value), reading.unit, None)
         if reading is None:
             values[name] = missing(unit, ts, f"{src.point}: not polled")
         elif reading.value is None:

@@ -99,6 +99,9 @@ def mappings() -> dict[str, dict[str, FieldSource]]:
             "power_net_kw": w("ac_power_w", "W → kW; 701 W: + = discharge (generation), − = charge"),
             "soc_pct": as_is("soc_pct", "%"),
             "soh_pct": as_is("soh_pct", "%"),
+            "cell_voltage_spread_v": FieldSource(
+                "cell_voltage_max_v", "V", note="802 CellVMax − CellVMin", minus_point="cell_voltage_min_v"
+            ),
             "alarms": FieldSource(
                 "battery_events", None, None, BATTERY_ALARMS, "802 Evt1 bits → alarm names",
                 BATTERY_ALARMS.inverse,

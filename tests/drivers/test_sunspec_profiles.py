@@ -359,3 +359,22 @@ def test_resolve_errors_name_the_field_and_value() -> None:
     )
     with pytest.raises(SunSpecError, match=r"commands.w: point 203.W is read-only"):
         resolve(read_only, standard_layout("sunspec_meter"))
+
+
+def test_battery_cell_voltage_spread_is_max_minus_min_over_tcp() -> None:
+    """802 CellVMax and CellVMin (scaled by CellV_SF) give the spread; a missing minimum makes it missing."""
+    profile = standard_profile("sunspec_battery")
+
+    async def main() -> None:
+        async with RegisterServer(profile) as server:
+            install_image(server, "sunspec_battery")
+            server.set_point("cell_voltage_max_v", 3.412)
+            server.set_point("cell_voltage_min_v", 3.371)
+            reading = to_capability(profile, await poll(profile, server))
+            assert reading.cell_voltage_spread_v.value == pytest.approx(0.041, abs=1e-9)
+            server.set_registers("holding", profile.points["cell_voltage_min_v"].address, [0xFFFF])
+            reading = to_capability(profile, await poll(profile, server))
+            assert reading.cell_voltage_spread_v.value is None
+            assert "cell_voltage_min_v: not implemented" in (reading.cell_voltage_spread_v.reason or "")
+
+    run(main())
