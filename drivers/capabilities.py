@@ -388,25 +388,28 @@ def _charx_plugged(raw: float | str) -> bool:
     raise Unavailable(f"state {letter or raw!r}: plug state unknown")
 
 
+METER_POINT_FIELDS: dict[str, FieldSource] = {
+    "power_net_kw": _scaled(
+        "total_active_power_net_w", "W", W_TO_KW, "W → kW; sign kept: + = import, − = export"
+    ),
+    "power_l1_net_kw": _scaled("active_power_l1_w", "W", W_TO_KW, "W → kW; + = import"),
+    "power_l2_net_kw": _scaled("active_power_l2_w", "W", W_TO_KW, "W → kW; + = import"),
+    "power_l3_net_kw": _scaled("active_power_l3_w", "W", W_TO_KW, "W → kW; + = import"),
+    "voltage_l1_v": _as_is("voltage_l1_v", "V"),
+    "voltage_l2_v": _as_is("voltage_l2_v", "V"),
+    "voltage_l3_v": _as_is("voltage_l3_v", "V"),
+    "current_l1_a": _as_is("current_l1_a", "A"),
+    "current_l2_a": _as_is("current_l2_a", "A"),
+    "current_l3_a": _as_is("current_l3_a", "A"),
+    "import_energy_kwh": _as_is("import_energy_kwh", "kWh"),
+    "export_energy_kwh": _as_is("export_energy_kwh", "kWh"),
+    "frequency_hz": _as_is("frequency_hz", "Hz"),
+}
+"""Meter fields for profiles that name their points the same way (SDM630, EM24)."""
+
 MAPPINGS: dict[str, dict[str, FieldSource]] = {
     # -- vendor profiles (drivers/profiles/*.toml) --
-    "eastron_sdm630": {
-        "power_net_kw": _scaled(
-            "total_active_power_net_w", "W", W_TO_KW, "W → kW; sign kept: + = import, − = export"
-        ),
-        "power_l1_net_kw": _scaled("active_power_l1_w", "W", W_TO_KW, "W → kW; + = import"),
-        "power_l2_net_kw": _scaled("active_power_l2_w", "W", W_TO_KW, "W → kW; + = import"),
-        "power_l3_net_kw": _scaled("active_power_l3_w", "W", W_TO_KW, "W → kW; + = import"),
-        "voltage_l1_v": _as_is("voltage_l1_v", "V"),
-        "voltage_l2_v": _as_is("voltage_l2_v", "V"),
-        "voltage_l3_v": _as_is("voltage_l3_v", "V"),
-        "current_l1_a": _as_is("current_l1_a", "A"),
-        "current_l2_a": _as_is("current_l2_a", "A"),
-        "current_l3_a": _as_is("current_l3_a", "A"),
-        "import_energy_kwh": _as_is("import_energy_kwh", "kWh"),
-        "export_energy_kwh": _as_is("export_energy_kwh", "kWh"),
-        "frequency_hz": _as_is("frequency_hz", "Hz"),
-    },
+    "eastron_sdm630": METER_POINT_FIELDS,
     "alfen_ng9xx": {
         "state": FieldSource("mode3_state", None, None, _alfen_state, "mode 3 state string", str),
         "plugged": FieldSource("mode3_state", None, None, _alfen_plugged, "state B, C or D; unknown in E/F"),
@@ -439,23 +442,7 @@ MAPPINGS: dict[str, dict[str, FieldSource]] = {
         ),
         "h2_total_kg": _scaled("h2_total_nl", "NL", H2_KG_PER_NL, f"NL → kg (× {H2_KG_PER_NL:g} kg/NL)"),
     },
-    "carlo_gavazzi_em24": {
-        "power_net_kw": _scaled(
-            "total_active_power_net_w", "W", W_TO_KW, "W → kW; sign kept: + = import, − = export"
-        ),
-        "power_l1_net_kw": _scaled("active_power_l1_w", "W", W_TO_KW, "W → kW; + = import"),
-        "power_l2_net_kw": _scaled("active_power_l2_w", "W", W_TO_KW, "W → kW; + = import"),
-        "power_l3_net_kw": _scaled("active_power_l3_w", "W", W_TO_KW, "W → kW; + = import"),
-        "voltage_l1_v": _as_is("voltage_l1_v", "V"),
-        "voltage_l2_v": _as_is("voltage_l2_v", "V"),
-        "voltage_l3_v": _as_is("voltage_l3_v", "V"),
-        "current_l1_a": _as_is("current_l1_a", "A"),
-        "current_l2_a": _as_is("current_l2_a", "A"),
-        "current_l3_a": _as_is("current_l3_a", "A"),
-        "import_energy_kwh": _as_is("import_energy_kwh", "kWh"),
-        "export_energy_kwh": _as_is("export_energy_kwh", "kWh"),
-        "frequency_hz": _as_is("frequency_hz", "Hz"),
-    },
+    "carlo_gavazzi_em24": METER_POINT_FIELDS,
     "victron_gx": {
         "state": FieldSource(
             "battery_state", None, None, _victron_battery_state, "0 idle, 1 charging, 2 discharging",

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from drivers.capabilities import CapabilityReading, check_mapping, to_capability
 from drivers.modbus.device import PollResult
 from drivers.modbus.profile import Profile, ReadBlock, Reading, decode_reads, plan_reads
-from drivers.modbus.transport import ModbusTcpTransport, TransportError, TransportPool
+from drivers.modbus.transport import ModbusTcpTransport, TransportError, TransportPool, percentile
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +70,15 @@ class DeviceStats:
 
     def percentile(self, q: float) -> float | None:
         """The ``q`` quantile (0..1) of recent poll latencies, s (None before the first poll)."""
-        if not self.latencies:
-            return None
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+        return percentile(self.latencies, q)
 
     @property
     def latency_p50_s(self) -> float | None:
-        return self.percentile(0.50)
+        return percentile(self.latencies, 0.50)
 
     @property
     def latency_p99_s(self) -> float | None:
-        return self.percentile(0.99)
+        return percentile(self.latencies, 0.99)
 
 
 @dataclass

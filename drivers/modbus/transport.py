@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +40,14 @@ MAX_CONSECUTIVE_TIMEOUTS = 3
 LATENCY_WINDOW = 100
 
 
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of ``values`` by nearest rank (None when there are none)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 class TransportError(Exception):
     """A request failed; ``reason`` says why in one line."""
 
@@ -60,19 +68,13 @@ class TransportStats:
     connect_failures: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
-    def _percentile(self, q: float) -> float | None:
-        if not self.latencies:
-            return None
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
     @property
     def latency_p50_s(self) -> float | None:
-        return self._percentile(0.50)
+        return percentile(self.latencies, 0.50)
 
     @property
     def latency_p99_s(self) -> float | None:
-        return self._percentile(0.99)
+        return percentile(self.latencies, 0.99)
 
 
 def exception_reason(code: int) -> str:
