@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from pyModbusTCP.server import DataBank, ModbusServer
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -36,3 +39,26 @@ class FakeClock:
 
     def advance(self, dt: float) -> None:
         self.t += dt
+
+
+@contextmanager
+def pymodbustcp_server(bank: DataBank | None = None) -> Iterator[ModbusServer]:
+    """An independent pyModbusTCP server on a free loopback port, stopped (thread joined) on exit."""
+    server: ModbusServer | None = None
+    for _ in range(5):  # another process may take the free port between probe and bind
+        candidate = ModbusServer(host="127.0.0.1", port=free_port(), no_block=True, data_bank=bank)
+        try:
+            candidate.start()
+        except ModbusServer.NetworkError:
+            continue
+        server = candidate
+        break
+    assert server is not None, "could not start pyModbusTCP server"
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread = server._serve_th
+        if thread is not None:
+            thread.join(timeout=5.0)
+            assert not thread.is_alive()

@@ -22,7 +22,7 @@ from drivers.modbus.profile import Profile, load_profile
 from drivers.modbus.transport import ModbusTcpTransport
 from drivers.profiles import PROFILES_DIR
 from drivers.sim.register_server import RegisterServer
-from tests.drivers.support import free_port, run
+from tests.drivers.support import pymodbustcp_server, run
 
 MBPOLL = shutil.which("mbpoll")
 needs_mbpoll = pytest.mark.skipif(MBPOLL is None, reason="mbpoll is not installed (apt-get install mbpoll)")
@@ -179,24 +179,8 @@ def test_mbpoll_write_is_decoded_by_our_driver(enapter: Profile) -> None:
 
 @pytest.fixture
 def peer() -> Iterator[ModbusServer]:
-    server: ModbusServer | None = None
-    for _ in range(5):  # another process may take the free port between probe and bind
-        candidate = ModbusServer(host="127.0.0.1", port=free_port(), no_block=True)
-        try:
-            candidate.start()
-        except ModbusServer.NetworkError:
-            continue
-        server = candidate
-        break
-    assert server is not None, "could not start pyModbusTCP server"
-    try:
+    with pymodbustcp_server() as server:
         yield server
-    finally:
-        server.stop()
-        thread = server._serve_th
-        if thread is not None:
-            thread.join(timeout=5.0)
-            assert not thread.is_alive()
 
 
 SDM630_PEER = {

@@ -28,7 +28,7 @@ from drivers.modbus.profile import Profile
 from drivers.modbus.safe_write import SafeWriter
 from drivers.modbus.transport import ModbusTcpTransport
 from drivers.profiles import get_profile
-from tests.drivers.support import FakeClock, free_port, run
+from tests.drivers.support import FakeClock, pymodbustcp_server, run
 
 
 @pytest.fixture
@@ -38,24 +38,8 @@ def bank() -> DataBank:
 
 @pytest.fixture
 def peer(bank: DataBank) -> Iterator[ModbusServer]:
-    server: ModbusServer | None = None
-    for _ in range(5):  # another process may take the free port between probe and bind
-        candidate = ModbusServer(host="127.0.0.1", port=free_port(), no_block=True, data_bank=bank)
-        try:
-            candidate.start()
-        except ModbusServer.NetworkError:
-            continue
-        server = candidate
-        break
-    assert server is not None, "could not start pyModbusTCP server"
-    try:
+    with pymodbustcp_server(bank) as server:
         yield server
-    finally:
-        server.stop()
-        thread = server._serve_th
-        if thread is not None:
-            thread.join(timeout=5.0)
-            assert not thread.is_alive()
 
 
 async def poll(profile: Profile, port: int) -> tuple[dict[str, object], object]:
