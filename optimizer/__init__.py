@@ -8,6 +8,7 @@ from optimizer.planner import RollingPlanner, solve
 from optimizer.problem import (
     Battery,
     Charger,
+    DemandCharge,
     Electrolyser,
     EvSession,
     Grid,
@@ -23,7 +24,7 @@ from optimizer.problem import (
 )
 
 __all__ = [
-    "Battery", "Charger", "Electrolyser", "EvSession", "Grid", "HydrogenOfftake",
+    "Battery", "Charger", "DemandCharge", "Electrolyser", "EvSession", "Grid", "HydrogenOfftake",
     "HydrogenTank", "Load", "ObjectiveMode", "Penalties", "Plan", "Problem", "Pv",
     "RollingPlanner", "SlackUse", "Solver", "SolverReport", "TimeGrid", "solve",
 ]

@@ -35,6 +35,7 @@ def structure_key(problem: Problem, ev_slots: int) -> Hashable:
         problem.grid.n_steps,
         problem.grid.step_minutes,
         integer_steps(problem),
+        len(problem.connection.charges()),
         tuple((p.name, p.curtailable) for p in problem.pv),
         tuple(ld.name for ld in problem.loads),
         tuple((b.name, b.allow_grid_charging) for b in problem.batteries),
@@ -73,7 +74,7 @@ class SiteModel:
                       cost_weight=m.cost_weight, carbon_weight=m.carbon_weight,
                       integer_steps=integer_steps(problem))
         self.ctx = ctx
-        self.grid = GridBlock("grid")
+        self.grid = GridBlock("grid", len(problem.connection.charges()))
         self.pv = [PvBlock(p.name, p.curtailable) for p in problem.pv]
         self.loads = [LoadBlock(ld.name) for ld in problem.loads]
         self.batteries = [BatteryBlock(b.name, b.allow_grid_charging) for b in problem.batteries]

@@ -67,8 +67,26 @@ class Penalties:
 
 
 @dataclass(frozen=True)
+class DemandCharge:
+    """One demand charge: `price_per_kw` (money per kW, >= 0) times the rise of its own billed
+    peak (kW, step-average import over the steps in `window`) above `peak_so_far_kw`."""
+
+    price_per_kw: float
+    window: Sequence[bool] | None = None
+    """Steps whose import counts toward this charge's peak; None means every step."""
+    peak_so_far_kw: float = 0.0
+    """This charge's billing-period peak already reached before the horizon (kW)."""
+    name: str = "demand"
+
+
+@dataclass(frozen=True)
 class Grid:
-    """Grid connection. Limits and prices are per step."""
+    """Grid connection. Limits and prices are per step.
+
+    Demand charges: either the single charge of `demand_charge_per_kw`, `demand_window` and
+    `peak_so_far_kw`, or a list `demand_charges` (then leave the single-charge fields at their
+    defaults); see `charges()`.
+    """
 
     import_limit_kw: Sequence[float]
     export_limit_kw: Sequence[float]
@@ -81,6 +99,15 @@ class Grid:
     peak_so_far_kw: float = 0.0
     """Billing period's peak already reached before this horizon (kW)."""
     name: str = "grid"
+    demand_charges: Sequence[DemandCharge] = ()
+    """Several demand charges, each with its own peak, rate and peak so far."""
+
+    def charges(self) -> list[DemandCharge]:
+        """The demand charges in force: `demand_charges`, or else the single-charge fields
+        (one charge, possibly at rate 0)."""
+        if self.demand_charges:
+            return list(self.demand_charges)
+        return [DemandCharge(self.demand_charge_per_kw, self.demand_window, self.peak_so_far_kw)]
 
 
 @dataclass(frozen=True)
@@ -254,6 +281,16 @@ class Problem:
                         raise ValueError(f"connection.{fname}[{k}] is NaN")
         if c.demand_window is not None:
             check_len("connection.demand_window", c.demand_window)
+        if c.demand_charges and (c.demand_charge_per_kw or c.demand_window is not None or c.peak_so_far_kw):
+            raise ValueError("connection.demand_charges: give either the list or the single-charge fields "
+                             "(demand_charge_per_kw, demand_window, peak_so_far_kw), not both")
+        for k, dc in enumerate(c.demand_charges):
+            if dc.window is not None:
+                check_len(f"connection.demand_charges[{k}].window", dc.window)
+            for fname in ("price_per_kw", "peak_so_far_kw"):
+                v = getattr(dc, fname)
+                if not v >= 0.0:
+                    raise ValueError(f"connection.demand_charges[{k}].{fname} = {v!r}: must be a number >= 0")
         for pv in self.pv:
             check_len(f"pv[{pv.name}].available_kw", pv.available_kw)
             check_nonneg(f"pv[{pv.name}].available_kw", pv.available_kw)

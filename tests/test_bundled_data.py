@@ -193,7 +193,9 @@ def _config(name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("site", SITES, ids=[s["dir"] for s in SITES])
 def test_config_references_existing_files_and_columns(site: dict[str, Any]) -> None:
     config = _config(site["dir"])
-    references = [(config["grid"]["carbon"]["file"], config["grid"]["carbon"]["column"])]
+    carbon_tables = config["grid"]["carbon"]
+    carbon_tables = carbon_tables if isinstance(carbon_tables, list) else [carbon_tables]
+    references = [(c["file"], c["column"]) for c in carbon_tables]
     references += [(pv["weather_file"], "ghi_w_m2") for pv in config["pv"]]
     references += [(load["file"], load["column"]) for load in config["load"]]
     if config["ev_sessions"]["kind"] == "file":

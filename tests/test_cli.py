@@ -245,7 +245,7 @@ def test_plan_table_in_local_hours() -> None:
     assert res.exit_code == 0, res.output
     out = res.stdout
     assert "from 2025-07-15 10:00 Asia/Shanghai (UTC+08:00)" in out  # rounded down to the step
-    assert "Cost (CNY): total" in out and "average grid carbon intensity" in out
+    assert "Cost (CNY): total" in out and "kgCO2 by average intensity" in out
     assert "Slacks: none" in out or "Slack:" in out
     rows = [line for line in out.splitlines() if re.match(r"│(Tue 15 )?\d\d:00 ", line)]
     assert [r[1:13].strip()[-5:] for r in rows] == ["10:00", "11:00", "12:00", "13:00", "14:00",

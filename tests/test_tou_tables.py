@@ -109,3 +109,54 @@ def test_sce_table_is_the_caltech_tariff(caltech: LoadedSite) -> None:
 def test_bad_table_tariffs_name_the_field(tariff: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         grid(tariff)
+
+
+def test_shanghai_2022_two_part_periods_by_season() -> None:
+    t = grid({"kind": "tou_table", "table": "shanghai_2022", "flat_price_per_kwh": 0.60,
+              "holidays": ["2025-10-01"]}).tariff
+    assert isinstance(t, TouTariff)
+    assert t.source is not None and "沪发改价管〔2022〕50号" in t.source and "〔2024〕28号" in t.source
+    f = "flat"
+    v, p, c = "summer_winter_valley", "summer_winter_peak", "critical"
+    # Tuesday 15 July: valley 22-6, peak 8-15 and 18-21 with critical 12-14, flat 6-8, 15-18, 21-22.
+    assert hours(t, "2025-07-15") == ([v] * 6 + [f] * 2 + [p] * 4 + [c] * 2 + [p] + [f] * 3 + [p] * 3 + [f]
+                                      + [v] * 2)
+    # September is summer but has no critical peak.
+    assert hours(t, "2025-09-16")[12:14] == [p, p]
+    # Wednesday 15 January: peak 8-11 and 18-21, critical 19-21.
+    assert hours(t, "2025-01-15") == [v] * 6 + [f] * 2 + [p] * 3 + [f] * 7 + [p, c, c] + [f] + [v] * 2
+    # Tuesday 15 April: other-month peak and valley, no critical.
+    ov, op = "valley", "peak"
+    assert hours(t, "2025-04-15") == [ov] * 6 + [f] * 2 + [op] * 3 + [f] * 7 + [op] * 3 + [f] + [ov] * 2
+    # Saturday 19 April: deep valley 0-6 and 22-24 on a Feb-Jun rest day; Saturday 19 July: none.
+    assert date(2025, 4, 19).weekday() == 5
+    sat = hours(t, "2025-04-19")
+    assert sat[:6] == ["deep_valley"] * 6 and sat[22:] == ["deep_valley"] * 2 and sat[8] == op
+    assert "deep_valley" not in hours(t, "2025-07-19")
+    assert hours(t, "2025-10-01")[:6] == ["deep_valley"] * 6  # National Day (a Wednesday)
+    flat = 0.60
+    assert t.prices == pytest.approx({
+        "flat": flat, "summer_winter_peak": 1.8 * flat, "summer_winter_valley": 0.4 * flat,
+        "critical": 1.8 * 1.25 * flat, "peak": 1.6 * flat, "valley": 0.5 * flat, "deep_valley": 0.2 * flat})
+    local = pd.date_range("2025-07-15 12:00", periods=1, freq="1h", tz="Asia/Shanghai")
+    assert tou_prices(t, local)[0] == pytest.approx(2.25 * flat)
+
+
+def test_shandong_2025_periods_by_month() -> None:
+    t = grid({"kind": "tou_table", "table": "shandong_2025", "flat_price_per_kwh": 0.50}).tariff
+    assert isinstance(t, TouTariff)
+    assert t.source is not None and "鲁发改价格〔2023〕914号" in t.source
+    f, v, d, p, c = "flat", "valley", "deep_valley", "peak", "critical"
+    # January: valley 2-6 and 10-15 (deep 11-14), peak 7-9 and 16-21 (critical 16-19).
+    assert hours(t, "2025-01-15") == ([f] * 2 + [v] * 4 + [f] + [p] * 2 + [f] + [v] + [d] * 3 + [v] + [f]
+                                      + [c] * 3 + [p] * 2 + [f] * 3)
+    # April: valley 10-15 (deep 11-14), peak 17-22 (critical 17-20).
+    assert hours(t, "2025-04-15") == [f] * 10 + [v] + [d] * 3 + [v] + [f] * 2 + [c] * 3 + [p] * 2 + [f] * 2
+    # June: valley 7-12, peak 16-23 (critical 17-22), no deep valley.
+    assert hours(t, "2025-06-15") == [f] * 7 + [v] * 5 + [f] * 4 + [p] + [c] * 5 + [p] + [f]
+    # July: valley 1-6, peak 16-23 (critical 17-22).
+    assert hours(t, "2025-07-15") == [f] + [v] * 5 + [f] * 10 + [p] + [c] * 5 + [p] + [f]
+    # October: valley 10-15 (deep 11-14), peak 16-21 (critical 17-19).
+    assert hours(t, "2025-10-15") == [f] * 10 + [v] + [d] * 3 + [v] + [f] + [p] + [c] * 2 + [p] * 2 + [f] * 3
+    assert t.prices == pytest.approx({"flat": 0.5, "peak": 0.85, "valley": 0.15, "critical": 1.0,
+                                      "deep_valley": 0.05})

@@ -75,8 +75,14 @@ def check_record(site: LoadedSite, res: SimulationResult) -> None:
     demand = st["import_kw"].groupby(months).max().sum() * cfg.grid.demand_charge.price_per_kw
     assert res.kpis["demand_charge"] == pytest.approx(demand, rel=1e-9)
     assert res.kpis["total_cost"] == pytest.approx(energy + demand, rel=1e-9)
-    emissions = (st["import_kw"] * st["carbon_g_per_kwh"] * dt / 1000).sum()
+    # emissions are accounted with the average signal when one is configured, else the only one
+    accounting = "carbon_average_g_per_kwh" if cfg.grid.carbon_of("average") else "carbon_g_per_kwh"
+    emissions = (st["import_kw"] * st[accounting] * dt / 1000).sum()
     assert res.kpis["emissions_kg"] == pytest.approx(emissions, rel=1e-9)
+    if len(cfg.grid.carbon) == 2:
+        marginal = (st["import_kw"] * st["carbon_marginal_g_per_kwh"] * dt / 1000).sum()
+        assert res.kpis["emissions_marginal_kg"] == pytest.approx(marginal, rel=1e-9)
+        assert marginal != pytest.approx(emissions, rel=0.05)  # two different signals
     for b in cfg.battery:
         soc = st[f"{b.name}.soc_kwh"]
         assert soc.min() >= b.soc_min_fraction * b.capacity_kwh - 1e-6

@@ -80,12 +80,24 @@ def _windows(windows: list[TimeWindow]) -> str:
 
 
 def _tariff(t: object, currency: str) -> str:
-    from ems.config.models import FixedTariff, SeriesTariff, TouTariff
+    from ems.config.models import DynamicTariff, FixedTariff, PriceAdjustments, SeriesTariff, TouTariff
+
+    def adjustments(a: PriceAdjustments) -> str:
+        parts = [f"+ {a.adder_per_kwh:g} {currency}/kWh" if a.adder_per_kwh else "",
+                 f"+ {a.tax_fraction:.0%} tax" if a.tax_fraction else "",
+                 f"x {a.exchange_rate:g} exchange rate" if a.exchange_rate else ""]
+        return "".join(f", {x}" for x in parts if x)
 
     if isinstance(t, FixedTariff):
         return f"fixed {t.price_per_kwh:g} {currency}/kWh"
     if isinstance(t, SeriesTariff):
-        return f"series from {t.file} (column {t.column})"
+        unit = f", {t.unit}" if t.unit else ""
+        return f"series from {t.file} (column {t.column}{unit}){adjustments(t)}"
+    if isinstance(t, DynamicTariff):
+        src = t.source
+        where = (getattr(src, "area", None) or getattr(src, "tariff_code", None)
+                 or f"home {getattr(src, 'home', 0)}")
+        return f"dynamic from {src.provider} ({where}), fetched by `ems signals fetch`{adjustments(t)}"
     assert isinstance(t, TouTariff)
     prices = ", ".join(f"{k} {v:g}" for k, v in sorted(t.prices.items(), key=lambda kv: kv[1]))
     return (f"time-of-use, {len(t.rules)} rules, default {t.default_period}; "
@@ -114,11 +126,19 @@ def summary(site: LoadedSite) -> list[str]:
         f"  tariff: {_tariff(g.tariff, cur)}",
         f"  export tariff: {_tariff(g.export_tariff, cur)}",
     ]
-    dc = g.demand_charge
-    lines.append("  demand charge: none" if dc is None else
-                 f"  demand charge: {dc.price_per_kw:g} {cur}/kW of the {dc.billing} peak"
-                 + (f", counted {_windows(dc.windows)}" if dc.windows else ", all hours"))
-    lines.append(f"  carbon: {g.carbon.kind} intensity from {g.carbon.file} ({g.carbon.column})")
+    if not g.demand_charges:
+        lines.append("  demand charge: none")
+    for dc in g.demand_charges:
+        lines.append(f"  demand charge{' ' + dc.name if dc.name else ''}: {dc.price_per_kw:g} {cur}/kW of "
+                     f"the {dc.billing} peak"
+                     + (f", counted {_windows(dc.windows)}" if dc.windows else ", all hours")
+                     + (f", months {dc.months}" if dc.months is not None else ""))
+    from ems.signals.site_signals import carbon_label
+
+    weighed = cfg.planning_carbon.kind
+    for c in g.carbon:
+        use = "plans weigh it" if c.kind == weighed else "reported"
+        lines.append(f"  carbon: {carbon_label(c)}, {use}")
     for pv in cfg.pv:
         source = f"weather {pv.weather_file}" if pv.weather_file else f"series {pv.series_file}"
         lines.append(f"pv {pv.name}: {fmt_num(pv.kwp)} kWp, tilt {pv.tilt_deg:g}°, azimuth "

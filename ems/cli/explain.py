@@ -107,12 +107,11 @@ class Context:
 
 
 def context(cfg: SiteConfig, steps: pd.DataFrame, carbon_price: float) -> Context:
-    dc = cfg.grid.demand_charge
     power = sum(b.max_charge_kw + b.max_discharge_kw for b in cfg.battery)
     return Context(
         price_min=float(steps["price"].min()), price_max=float(steps["price"].max()),
         peak_import_kw=float(steps["import_kw"].max()),
-        demand_charge=dc is not None and dc.price_per_kw > 0,
+        demand_charge=any(dc.price_per_kw > 0 for dc in cfg.grid.demand_charges),
         carbon_price=carbon_price, carbon_min=float(steps["carbon"].min()),
         battery_thr_kw=max(1.0, 0.005 * power),
         capacity_kwh=sum(b.capacity_kwh for b in cfg.battery),

@@ -118,6 +118,18 @@ def solve_at(site: LoadedSite, at: str, carbon_price: float | None) -> Solved:
         objective=settings.objective.value)
 
 
+def plan_emissions(s: Solved) -> dict[str, float]:
+    """Planned grid-import emissions (kg CO2) by each configured carbon signal, average first."""
+    dt = s.plan.step_minutes / 60.0
+    imports = s.plan.series["grid.import_kw"]
+    out = {}
+    for kind in ("average", "marginal"):
+        column = f"carbon_{kind}_g_per_kwh"
+        if column in s.window:
+            out[kind] = sum(kw * g * dt / 1000.0 for kw, g in zip(imports, s.window[column], strict=True))
+    return out
+
+
 # ---------------------------------------------------------------- headline
 
 
@@ -163,13 +175,17 @@ def headline(s: Solved) -> list[str]:
     terms = [f"{COST_LABELS.get(k, k.replace('_', ' '))} {fmt_num(v, decimals)}"
              for k, v in p.costs.items() if abs(v) > 0.005 or k in ("import", "demand_charge")]
     lines.append(f"Cost ({cur}): total {fmt_num(p.total_cost, decimals)} = " + ", ".join(terms))
-    lines.append(f"Emissions: {fmt_num(p.emissions_kg)} kgCO2 ({cfg.grid.carbon.kind} grid carbon "
-                 "intensity)")
-    dc = cfg.grid.demand_charge
-    if dc is not None and dc.price_per_kw > 0:
+    by_kind = plan_emissions(s)
+    lines.append("Emissions: " + ", ".join(f"{fmt_num(kg)} kgCO2 by {kind} intensity"
+                                           for kind, kg in by_kind.items())
+                 + f" (the plan weighs {s.inputs.carbon_kind})")
+    charges = [dc for dc in cfg.grid.demand_charges if dc.price_per_kw > 0]
+    if charges:
         peak = max(p.series["grid.import_kw"])
-        lines.append(f"Peak import: {fmt_num(peak)} kW in this plan; the demand charge is "
-                     f"{dc.price_per_kw:g} {cur}/kW of the {dc.billing} peak")
+        rates = ", ".join(f"{dc.price_per_kw:g} {cur}/kW of the {dc.billing} peak"
+                          + (f" ({dc.name})" if dc.name and len(charges) > 1 else "") for dc in charges)
+        lines.append(f"Peak import: {fmt_num(peak)} kW in this plan; the demand charge"
+                     f"{' is' if len(charges) == 1 else 's are'} {rates}")
     sv = p.solver
     gap = "-" if sv.mip_gap is None else f"{sv.mip_gap:.3%}"
     lines.append(f"Solver: {sv.status} via {sv.termination}, {sv.wall_time_s:.2f} s "
@@ -215,7 +231,8 @@ def frames(s: Solved) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]
     tz = cfg.site.timezone
     steps = ex.site_frame(cfg, s.window, s.plan)
     ctx = ex.context(cfg, steps, s.carbon_price)
-    window_flag = s.window["demand_window"].to_numpy().astype(bool)
+    window_flag = np.logical_or.reduce([s.window[c].to_numpy().astype(bool) for c in s.window.columns
+                                        if c == "demand_window" or c.startswith("demand_window:")])
     at_peak = window_flag & (steps["import_kw"].to_numpy() >= 0.99 * ctx.peak_import_kw) & (
         ctx.peak_import_kw > 0)
     ev = ex.ev_reasons(cfg, steps, s.plan, s.inputs.sessions, at_peak)
@@ -323,7 +340,8 @@ def plan_doc(s: Solved) -> dict[str, Any]:
         "step_minutes": p.step_minutes, "n_steps": n,
         "objective": s.objective, "carbon_price_per_kg": s.carbon_price,
         "costs": p.costs, "total_cost": p.total_cost,
-        "emissions_kg": p.emissions_kg, "carbon_kind": cfg.grid.carbon.kind,
+        "emissions_kg": p.emissions_kg, "carbon_kind": s.inputs.carbon_kind,
+        "emissions_kg_by_kind": plan_emissions(s),
         "solver": asdict(p.solver),
         "slacks": [dict(asdict(sl), start_utc=p.instants_utc[min(sl.first_step, n - 1)].isoformat(),
                         start_local=_local_iso(s, p.instants_utc[min(sl.first_step, n - 1)]))

@@ -62,7 +62,7 @@ def plot_plan(s: Solved, path: Path) -> None:
     ax1.legend(loc="upper left", fontsize=8, ncol=4)
     ax1.set_title(f"{cfg.site.name}: plan from {x[0]:%Y-%m-%d %H:%M} ({tz}), "
                   f"cost {s.plan.total_cost:,.0f} {cfg.site.currency}, "
-                  f"{s.plan.emissions_kg:,.0f} kgCO2")
+                  f"{s.plan.emissions_kg:,.0f} kgCO2 ({s.inputs.carbon_kind})")
     twin = ax1.twinx()
     price = f["price"].to_numpy()
     twin.step(x, ext(price), where="post", color="crimson", linewidth=1.2,
@@ -73,7 +73,7 @@ def plot_plan(s: Solved, path: Path) -> None:
     twin.legend(loc="upper right", fontsize=8)
 
     ax2.step(x, ext(f["carbon"].to_numpy()), where="post", color="darkgreen",
-             label=f"grid carbon intensity ({cfg.grid.carbon.kind})")
+             label=f"grid carbon intensity ({s.inputs.carbon_kind})")
     ax2.set_ylabel("gCO2/kWh", color="darkgreen")
     ax2.legend(loc="upper left", fontsize=8)
 

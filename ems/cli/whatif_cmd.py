@@ -41,6 +41,7 @@ class StrategyChoice(StrEnum):
 class ForecastChoice(StrEnum):
     perfect = "perfect"
     noisy = "noisy"
+    model = "model"
 
 
 class FileFormat(StrEnum):
@@ -141,7 +142,9 @@ def whatif(
     replan_every: Annotated[str | None, typer.Option(
         help="Re-plan interval, e.g. 1h, 30min, 15min (default: from the config).")] = None,
     forecast: Annotated[ForecastChoice, typer.Option(
-        help="Perfect foresight, or forecasts with growing errors.")] = ForecastChoice.perfect,
+        help="Perfect foresight, forecasts with growing errors (noisy), or the site's own "
+             "PV/load/EV forecasts trained on the data before each re-plan (model).")
+    ] = ForecastChoice.perfect,
     seed: Annotated[int, typer.Option(help="Random seed of the noisy forecast.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Parallel workers for a run.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON document.")] = False,
@@ -167,6 +170,8 @@ def whatif(
                 fail(f"--scenario {r.name!r}: changes site.timezone; runs must share one")
         cfg = base.config
         first_day = parse_day(start, "--start") if start else _default_start(base)
+        if forecast is ForecastChoice.model:
+            first_day = _model_start(base, first_day, explicit=start is not None)
         replan = parse_minutes(replan_every, "--replan-every") if replan_every else None
         for r in runs:
             assert r.site is not None
@@ -176,8 +181,10 @@ def whatif(
         for r in runs:
             r.result = _simulate(r, first_day, days, carbon_price, replan, forecast.value, seed,
                                  workers, show_progress=not as_json and sys.stderr.isatty())
+        from ems.whatif.kpi import accounting_carbon_kind
+
         doc = summary_doc(cfg.site.name, first_day, days, runs, cfg.site.currency,
-                          cfg.grid.carbon.kind)
+                          accounting_carbon_kind(cfg))
         if out is not None:
             write_out(out, runs, doc, fmt, cfg.site.timezone)
     if as_json:
@@ -200,6 +207,26 @@ def _default_start(site: LoadedSite) -> date:
     if first is None:
         fail("--start: not given and the config has no site.data_start")
     return first
+
+
+def _model_start(site: LoadedSite, first_day: date, explicit: bool) -> date:
+    """--forecast model trains on the data before the start: without --start, begin after
+    MODEL_HISTORY_DAYS days of data; an explicit --start needs MODEL_MIN_HISTORY_DAYS."""
+    from datetime import timedelta
+
+    from ems.cli.common import data_period
+    from ems.forecast.site import MODEL_HISTORY_DAYS, MODEL_MIN_HISTORY_DAYS
+
+    first, _ = data_period(site.config)
+    if first is None:
+        return first_day
+    if not explicit:
+        return max(first_day, first + timedelta(days=MODEL_HISTORY_DAYS))
+    if first_day < first + timedelta(days=MODEL_MIN_HISTORY_DAYS):
+        fail(f"--forecast model --start {first_day}: the forecasts train on the data before the "
+             f"start and need {MODEL_MIN_HISTORY_DAYS} days of it; {site.config.site.name} has data "
+             f"from {first}, so the earliest --start is {first + timedelta(days=MODEL_MIN_HISTORY_DAYS)}")
+    return first_day
 
 
 def _check_run(r: Run, first_day: date, days: int, replan: int | None) -> None:
@@ -418,13 +445,15 @@ def end_state(r: Run) -> dict[str, float]:
 
 def notes(runs: list[Run], base: LoadedSite, carbon_price: float | None, replan: int | None,
           forecast: str, out: Path | None, fmt: FileFormat) -> list[str]:
+    from ems.whatif.kpi import accounting_carbon_kind
+
     cfg = base.config
     cur = cfg.site.currency
     price = carbon_price if carbon_price is not None else (
         cfg.planning.carbon_price_per_kg if cfg.planning.objective == "carbon_price" else 0.0)
     lines = [
-        f"Costs are in {cur}, the site's currency. Emissions use {cfg.grid.carbon.kind} grid "
-        f"carbon intensity (grid.carbon.kind in the config).",
+        f"Costs are in {cur}, the site's currency. Emissions use {accounting_carbon_kind(cfg)} grid "
+        f"carbon intensity (grid.carbon in the config); plans weigh {cfg.planning_carbon.kind}.",
     ]
     if any(r.strategy == "optimised" for r in runs):
         lines.append(

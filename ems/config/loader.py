@@ -62,7 +62,8 @@ def load_site(name_or_path: str, overrides: list[str] | None = None) -> LoadedSi
     for item in overrides or []:
         apply_override(raw, item)
     try:
-        config = SiteConfig.model_validate(raw)
+        # base_dir: where relative files named inside the config (e.g. a URDB rate) are read from
+        config = SiteConfig.model_validate(raw, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
         raise ConfigError([f"{path}: {line}" for line in format_errors(exc, raw)]) from None
     site = LoadedSite(config=config, path=path.resolve())
@@ -75,7 +76,10 @@ def load_site(name_or_path: str, overrides: list[str] | None = None) -> LoadedSi
 
 def data_files(config: SiteConfig) -> list[tuple[str, str]]:
     """(field path, file) for every data file the config refers to."""
-    out: list[tuple[str, str]] = [("grid.carbon.file", config.grid.carbon.file)]
+    carbon = config.grid.carbon
+    out: list[tuple[str, str]] = [
+        ("grid.carbon.file" if len(carbon) == 1 else f"grid.carbon[{i}].file", c.file)
+        for i, c in enumerate(carbon) if c.file is not None]
     tariffs = (("grid.tariff", config.grid.tariff), ("grid.export_tariff", config.grid.export_tariff))
     for key, tariff in tariffs:
         if tariff.kind == "series":

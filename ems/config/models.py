@@ -11,8 +11,16 @@ from datetime import date
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from ems.config.signal_sources import (
+    PROVIDER_CARBON_KIND,
+    PROVIDER_CURRENCY,
+    CarbonKind,
+    CarbonProvider,
+    PriceSource,
+)
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
@@ -98,15 +106,46 @@ class TouTariff(Strict):
         return self
 
 
-class SeriesTariff(Strict):
-    """Prices from a CSV file (timestamp_utc + column), currency per kWh."""
+class PriceAdjustments(Strict):
+    """Turns a market price into what the site pays (or is paid), per kWh in the site currency:
+    (market × exchange_rate + adder_per_kwh) × (1 + tax_fraction)."""
+
+    adder_per_kwh: float = 0.0
+    """Fixed amount per kWh on top (grid fees, levies), site currency; may be negative."""
+    tax_fraction: NonNeg = 0.0
+    """Proportional tax (VAT) applied after the adder, e.g. 0.19."""
+    exchange_rate: Annotated[float, Field(gt=0)] | None = None
+    """Site currency per unit of the source's currency; needed when the two differ."""
+
+
+class SeriesTariff(PriceAdjustments):
+    """Prices from a CSV file (timestamp_utc + column). ``unit`` is "<currency>/kWh" or
+    "<currency>/MWh" ("p/kWh" is GBP pence, "ct/kWh" EUR cents); none means site currency/kWh."""
 
     kind: Literal["series"]
     file: str
     column: str = "price_per_kwh"
+    unit: str | None = None
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str | None) -> str | None:
+        if v is not None:
+            from ems.signals.units import price_unit
+
+            price_unit(v)
+        return v
 
 
-Tariff = Annotated[FixedTariff | TouTariff | SeriesTariff, Field(discriminator="kind")]
+class DynamicTariff(PriceAdjustments):
+    """Prices fetched from a market or supplier API (``ems signals fetch``), kept in the site's
+    signal cache; horizons past the published prices are filled by persistence."""
+
+    kind: Literal["dynamic"]
+    source: PriceSource
+
+
+Tariff = Annotated[FixedTariff | TouTariff | SeriesTariff | DynamicTariff, Field(discriminator="kind")]
 
 
 class DemandCharge(Strict):
@@ -115,12 +154,33 @@ class DemandCharge(Strict):
     billing: Literal["monthly"] = "monthly"
     windows: list[TimeWindow] = Field(default_factory=list)
     """Only import in these windows counts; empty means all hours."""
+    months: list[Annotated[int, Field(ge=1, le=12)]] | None = None
+    """Months (local) the charge applies in; None means every month."""
+    name: str | None = None
+    """Label for reports (e.g. "facility", "on_peak")."""
 
 
 class CarbonSource(Strict):
-    file: str
-    column: str
-    kind: Literal["average", "marginal"]
+    """Grid carbon intensity (gCO2/kWh): a CSV file (``file`` + ``column``) or a live ``source``.
+
+    ``kind`` says what it measures: "average" (the mix; for accounting) or "marginal" (the
+    plant that answers a change in demand; for shifting decisions)."""
+
+    kind: CarbonKind
+    file: str | None = None
+    column: str = "carbon_g_per_kwh"
+    source: CarbonProvider | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CarbonSource:
+        if (self.file is None) == (self.source is None):
+            raise ValueError("give exactly one of file or source")
+        if self.source is not None:
+            measures = PROVIDER_CARBON_KIND[self.source.provider]
+            if measures != self.kind:
+                raise field_problems([(("kind",), self.kind, f"{self.source.provider} gives {measures} "
+                                       f"intensity; set kind = {measures!r}")])
+        return self
 
 
 class Device(Strict):
@@ -140,16 +200,41 @@ class GridConfig(Strict):
     tariff: Tariff
     export_tariff: Tariff = FixedTariff(kind="fixed", price_per_kwh=0.0)
     demand_charge: DemandCharge | None = None
-    carbon: CarbonSource
+    """A single demand charge (kept for existing configs); it is also the only entry of
+    ``demand_charges``, which every consumer reads."""
+    demand_charges: list[DemandCharge] = Field(default_factory=list)
+    """Several demand charges (e.g. a flat monthly maximum plus an on-peak-window one), each
+    billed on its own peak."""
+    carbon: list[CarbonSource]
+    """One signal, or two of different kinds (TOML: ``[grid.carbon]`` or ``[[grid.carbon]]``)."""
     device: Device | None = None
+
+    @field_validator("carbon", mode="before")
+    @classmethod
+    def _carbon_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, dict) else v
+
+    @field_validator("carbon")
+    @classmethod
+    def _carbon_kinds(cls, v: list[CarbonSource]) -> list[CarbonSource]:
+        kinds = [c.kind for c in v]
+        if not 1 <= len(v) <= 2 or len(set(kinds)) != len(kinds):
+            raise ValueError(f"give one carbon signal, or one average and one marginal; got kinds {kinds}")
+        return v
+
+    def carbon_of(self, kind: CarbonKind) -> CarbonSource | None:
+        return next((c for c in self.carbon if c.kind == kind), None)
 
     @model_validator(mode="before")
     @classmethod
-    def _expand_tou_tables(cls, data: Any) -> Any:
-        """A built-in table (kind "tou_table") becomes the "tou" tariff it stands for."""
+    def _expand_tou_tables(cls, data: Any, info: ValidationInfo) -> Any:
+        """A built-in table (kind "tou_table") or a URDB rate file (kind "urdb") becomes the
+        "tou" tariff it stands for (a URDB rate's demand charges fill ``demand_charges`` when the
+        config gives none); the single ``demand_charge`` is normalised into ``demand_charges``."""
         if not isinstance(data, dict):
             return data
         from ems.signals.tou_tables import TableError, expand_table
+        from ems.signals.urdb import UrdbError, expand_urdb
 
         out = dict(data)
         for name in ("tariff", "export_tariff"):
@@ -160,6 +245,21 @@ class GridConfig(Strict):
                 except TableError as exc:
                     message = str(exc).split(": ", 1)[1]
                     raise field_problems([((name, *exc.field), exc.value, message)]) from None
+            elif isinstance(value, dict) and value.get("kind") == "urdb":
+                context = info.context if isinstance(info.context, dict) else {}
+                try:
+                    tariff, charges = expand_urdb(value, name, context.get("base_dir"))
+                except UrdbError as exc:
+                    raise field_problems([((name, *exc.field), exc.value, exc.reason)]) from None
+                out[name] = tariff
+                if name == "tariff" and charges and not out.get("demand_charge") \
+                        and not out.get("demand_charges"):
+                    out["demand_charges"] = charges
+        if out.get("demand_charge") is not None:
+            if out.get("demand_charges"):
+                raise field_problems([(("demand_charge",), out["demand_charge"],
+                                       "give demand_charge or demand_charges, not both")])
+            out["demand_charges"] = [out["demand_charge"]]
         return out
 
 
@@ -171,6 +271,9 @@ class SiteInfo(Strict):
     currency: str = "EUR"
     data_start: str | None = None
     data_end: str | None = None
+    state_dir: str | None = None
+    """Where the site's records live (signal cache, store); relative to this file. Default:
+    $EMS_STATE_DIR/<name>, else state/<name> next to this file."""
 
     @field_validator("timezone")
     @classmethod
@@ -188,6 +291,9 @@ class Planning(Strict):
     replan_every_minutes: Annotated[int, Field(gt=0)] = 60
     objective: Literal["cost", "carbon_price", "carbon"] = "cost"
     carbon_price_per_kg: NonNeg = 0.0
+    carbon_signal: CarbonKind | None = None
+    """Which grid.carbon signal the optimiser weighs; none: marginal when configured (it is
+    what shifting demand changes), else the only one. Reports account emissions with both."""
     time_limit_s: Annotated[float, Field(gt=0)] = 10.0
     mip_rel_gap: Annotated[float, Field(ge=0, lt=1)] = 0.001
     integer_horizon_hours: Annotated[float, Field(ge=0)] | None = 12.0
@@ -226,6 +332,50 @@ class PvConfig(Strict):
         return self
 
 
+class BatterySafety(Strict):
+    """Early-warning and stop thresholds the safety guard (ems/control/safety.py) applies to a
+    battery's measured cell temperatures (°C), cell-voltage spread (V), state of health (%) and
+    BMS alarms. Defaults are for LFP; see ems/control/safety.py for where each comes from.
+
+    "Derate" limits charge and discharge power to ``derate_fraction`` of their ratings; "stop"
+    means 0 kW. An alarm clears only when its value is back by the hysteresis."""
+
+    derate_above_c: float = 45.0
+    """Highest cell temperature above which power is derated (warning)."""
+    stop_above_c: float = 55.0
+    """Highest cell temperature above which the battery is stopped (critical)."""
+    no_charge_below_c: float = 0.0
+    """Lowest cell temperature below which charging is blocked (lithium plating)."""
+    temperature_hysteresis_c: NonNeg = 3.0
+    spread_derate_v: NonNeg = 0.15
+    """Cell-voltage spread (max − min) at or above which power is derated (warning)."""
+    spread_stop_v: NonNeg = 0.30
+    """Cell-voltage spread at or above which the battery is stopped (critical)."""
+    spread_hysteresis_v: NonNeg = 0.02
+    soh_derate_below_pct: Annotated[float, Field(ge=0, le=100)] = 70.0
+    """State of health below which power is derated (warning)."""
+    soh_hysteresis_pct: NonNeg = 1.0
+    derate_fraction: Fraction = 0.5
+    stop_on_bms_alarm: bool = True
+    """Any alarm the BMS reports stops the battery (critical)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BatterySafety:
+        problems: list[tuple[Loc, object, str]] = []
+        if self.derate_above_c >= self.stop_above_c:
+            problems.append((("derate_above_c",), self.derate_above_c,
+                             f"must be below stop_above_c {self.stop_above_c}"))
+        if self.no_charge_below_c >= self.derate_above_c:
+            problems.append((("no_charge_below_c",), self.no_charge_below_c,
+                             f"must be below derate_above_c {self.derate_above_c}"))
+        if self.spread_derate_v >= self.spread_stop_v:
+            problems.append((("spread_derate_v",), self.spread_derate_v,
+                             f"must be below spread_stop_v {self.spread_stop_v}"))
+        if problems:
+            raise field_problems(problems)
+        return self
+
+
 class BatteryConfig(Strict):
     name: str
     chemistry: str = "LFP"
@@ -239,6 +389,7 @@ class BatteryConfig(Strict):
     initial_soc_fraction: Fraction = 0.50
     degradation_cost_per_kwh: NonNeg = 0.0
     allow_grid_charging: bool = True
+    safety: BatterySafety = BatterySafety()
     device: Device | None = None
 
     @model_validator(mode="after")
@@ -387,6 +538,33 @@ class LoadConfig(Strict):
     device: Device | None = None
 
 
+class StoreConfig(Strict):
+    """Where the service keeps its records. ``url`` is an SQLAlchemy URL (e.g.
+    "postgresql+psycopg://ems@db/ems"); none means SQLite at <state_dir>/ems.sqlite."""
+
+    url: str | None = None
+    url_env: str = "EMS_STORE_URL"
+    """Environment variable that, when set, overrides ``url`` (keeps passwords out of the file)."""
+    telemetry_every_s: Annotated[float, Field(gt=0)] = 60.0
+    telemetry_retention_days: Annotated[float, Field(gt=0)] = 400.0
+    plan_retention_days: Annotated[float, Field(gt=0)] = 400.0
+
+
+class ServiceConfig(Strict):
+    """The running service (`ems run`)."""
+
+    dispatch_every_s: Annotated[float, Field(ge=1, le=5)] = 2.0
+    poll_every_s: Annotated[float, Field(gt=0)] = 1.0
+    stale_after_s: Annotated[float, Field(gt=0)] = 5.0
+    ev_default_energy_kwh: Annotated[float, Field(gt=0)] = 20.0
+    """Energy a vehicle wants when nobody says (API); kWh."""
+    ev_default_dwell_hours: Annotated[float, Field(gt=0)] = 8.0
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    api_token_env: str = "EMS_API_TOKEN"
+    """Environment variable with the bearer token API writes need."""
+
+
 class SiteConfig(Strict):
     site: SiteInfo
     planning: Planning = Planning()
@@ -399,6 +577,8 @@ class SiteConfig(Strict):
     hydrogen_tank: list[HydrogenTankConfig] = Field(default_factory=list)
     hydrogen_offtake: list[HydrogenOfftakeConfig] = Field(default_factory=list)
     load: list[LoadConfig] = Field(default_factory=list)
+    store: StoreConfig = StoreConfig()
+    service: ServiceConfig = ServiceConfig()
 
     @model_validator(mode="after")
     def _references(self) -> SiteConfig:
@@ -436,8 +616,38 @@ class SiteConfig(Strict):
                     if c not in chargers:
                         problems.append((("ev_sessions", "schedule", i, "chargers", j), c,
                                          f"not an ev_charger (have {sorted(chargers)})"))
+        problems += self._signal_problems()
         if problems:
             raise field_problems(problems)
         if self.ev_sessions is not None and not chargers:
             raise ValueError("ev_sessions given but no ev_charger configured")
         return self
+
+    def _signal_problems(self) -> list[tuple[Loc, object, str]]:
+        problems: list[tuple[Loc, object, str]] = []
+        wanted = self.planning.carbon_signal
+        if wanted is not None and self.grid.carbon_of(wanted) is None:
+            have = [c.kind for c in self.grid.carbon]
+            problems.append((("planning", "carbon_signal"), wanted,
+                             f"no {wanted} signal in grid.carbon (have {have})"))
+        for name in ("tariff", "export_tariff"):
+            tariff = getattr(self.grid, name)
+            if not isinstance(tariff, DynamicTariff) or tariff.exchange_rate is not None:
+                continue
+            src = tariff.source
+            currency = getattr(src, "currency", None) or PROVIDER_CURRENCY.get(src.provider)
+            if currency is not None and currency != self.site.currency:
+                problems.append((("grid", name, "exchange_rate"), None,
+                                 f"{src.provider} prices are in {currency} but site.currency is "
+                                 f"{self.site.currency}: give {self.site.currency} per {currency}"))
+        return problems
+
+    @property
+    def planning_carbon(self) -> CarbonSource:
+        """The carbon signal the optimiser weighs (see Planning.carbon_signal)."""
+        kind = self.planning.carbon_signal
+        if kind is None:
+            kind = "marginal" if self.grid.carbon_of("marginal") else self.grid.carbon[0].kind
+        found = self.grid.carbon_of(kind)
+        assert found is not None
+        return found

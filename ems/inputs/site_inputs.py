@@ -13,7 +13,10 @@ import pandas as pd
 
 from ems.config.loader import LoadedSite
 from ems.config.models import (
+    CarbonSource,
     DailySessions,
+    DemandCharge,
+    DynamicTariff,
     EvChargerConfig,
     FileSessions,
     FixedTariff,
@@ -26,6 +29,9 @@ from ems.config.models import (
 )
 from ems.inputs.calendar import any_window, local_midnight_utc, local_steps, window_mask
 from ems.inputs.csv_series import SeriesFileError, read_series, to_steps
+from ems.signals.series import SignalError
+from ems.signals.site_signals import adjusted_prices, cached_on_steps
+from ems.signals.units import price_unit
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,11 @@ class EvSessionEvent:
 class SiteInputs:
     """Step-resolution inputs. Columns of `frame`:
 
-    import_price_per_kwh, export_price_per_kwh, carbon_g_per_kwh, import_limit_kw,
-    export_limit_kw, demand_window (bool), pv:<name>_kw, load:<name>_kw, h2:<offtake>_kg
+    import_price_per_kwh, export_price_per_kwh, carbon_g_per_kwh (the signal the optimiser
+    weighs, `carbon_kind`), carbon_average_g_per_kwh and/or carbon_marginal_g_per_kwh (each one
+    configured), import_limit_kw,
+    export_limit_kw, demand_window (bool; the first demand charge's steps, all True without one),
+    demand_window:<k> (bool; demand charge k >= 1), pv:<name>_kw, load:<name>_kw, h2:<offtake>_kg
     (kg per step). Index: step starts (UTC).
     """
 
@@ -70,15 +79,53 @@ def step_index(start_utc: datetime, end_utc: datetime, step_minutes: int) -> pd.
                          freq=f"{step_minutes}min", inclusive="left")
 
 
-def tariff_prices(tariff: Tariff, site: LoadedSite, steps: pd.DatetimeIndex, what: str) -> np.ndarray:
+def tariff_prices(tariff: Tariff, site: LoadedSite, steps: pd.DatetimeIndex, what: str,
+                  notes: list[str] | None = None) -> np.ndarray:
     """Price per kWh at each step (currency of the site)."""
+    currency = site.config.site.currency
     if isinstance(tariff, FixedTariff):
         return np.full(len(steps), tariff.price_per_kwh)
     if isinstance(tariff, SeriesTariff):
         path = site.resolve(tariff.file)
-        return to_steps(read_series(path, tariff.column), steps, f"{what} ({path})").to_numpy()
+        raw = to_steps(read_series(path, tariff.column), steps, f"{what} ({path})").to_numpy()
+        source_currency, factor = price_unit(tariff.unit) if tariff.unit else (currency, 1.0)
+        return _adjusted(raw * factor, source_currency, tariff, currency, what)
+    if isinstance(tariff, DynamicTariff):
+        kind = "import_price" if what == "grid.tariff" else "export_price"
+        try:
+            signal, raw, more = cached_on_steps(site, kind, what, steps)
+        except SignalError as exc:
+            raise SeriesFileError(str(exc)) from None
+        if notes is not None:
+            notes.extend(more)
+        return _adjusted(raw, signal.currency, tariff, currency, what)
     assert isinstance(tariff, TouTariff)
     return tou_prices(tariff, local_steps(steps, site.config.site.timezone))
+
+
+def _adjusted(raw: np.ndarray, source_currency: str | None, tariff: DynamicTariff | SeriesTariff,
+              site_currency: str, what: str) -> np.ndarray:
+    try:
+        return adjusted_prices(raw, source_currency, tariff, site_currency, what)
+    except SignalError as exc:
+        raise SeriesFileError(str(exc)) from None
+
+
+def carbon_series(cs: CarbonSource, site: LoadedSite, steps: pd.DatetimeIndex, what: str,
+                  notes: list[str]) -> np.ndarray:
+    """Grid carbon intensity (gCO2/kWh) at each step, from its file or the signal cache."""
+    if cs.file is not None:
+        path = site.resolve(cs.file)
+        values = to_steps(read_series(path, cs.column), steps, f"{what} ({path})").to_numpy()
+    else:
+        try:
+            _, values, more = cached_on_steps(site, f"carbon_{cs.kind}", what, steps)
+        except SignalError as exc:
+            raise SeriesFileError(str(exc)) from None
+        notes.extend(more)
+    if np.any(values < 0):
+        raise SeriesFileError(f"{what}: negative intensity {float(values.min())} gCO2/kWh")
+    return values
 
 
 def tou_prices(tariff: TouTariff, local: pd.DatetimeIndex) -> np.ndarray:
@@ -236,6 +283,22 @@ def extend_by_persistence(inputs: SiteInputs, until_utc: datetime,
                       notes=[*inputs.notes, note])
 
 
+def demand_window_column(k: int) -> str:
+    """Frame column of demand charge k's counted steps ("demand_window" for the first)."""
+    return "demand_window" if k == 0 else f"demand_window:{k}"
+
+
+def demand_windows(charges: list[DemandCharge], local: pd.DatetimeIndex) -> dict[str, np.ndarray]:
+    """Per demand charge, the steps whose import counts (its windows, in its months)."""
+    out = {"demand_window": np.ones(len(local), bool)}
+    for k, dc in enumerate(charges):
+        mask = any_window(dc.windows, local) if dc.windows else np.ones(len(local), bool)
+        if dc.months is not None:
+            mask &= np.isin(np.asarray(local.month), dc.months)
+        out[demand_window_column(k)] = mask
+    return out
+
+
 def build_inputs(site: LoadedSite, start_utc: datetime, end_utc: datetime) -> SiteInputs:
     """Inputs for every step in [start_utc, end_utc)."""
     cfg: SiteConfig = site.config
@@ -243,18 +306,18 @@ def build_inputs(site: LoadedSite, start_utc: datetime, end_utc: datetime) -> Si
     local = local_steps(steps, cfg.site.timezone)
     step_h = cfg.planning.step_minutes / 60.0
     g = cfg.grid
+    notes: list[str] = []
+    carbon = {cs.kind: carbon_series(cs, site, steps, "grid.carbon" if len(g.carbon) == 1
+                                     else f"grid.carbon[{i}]", notes) for i, cs in enumerate(g.carbon)}
     cols: dict[str, np.ndarray] = {
-        "import_price_per_kwh": tariff_prices(g.tariff, site, steps, "grid.tariff"),
-        "export_price_per_kwh": tariff_prices(g.export_tariff, site, steps, "grid.export_tariff"),
-        "carbon_g_per_kwh": to_steps(read_series(site.resolve(g.carbon.file), g.carbon.column), steps,
-                                     f"grid.carbon ({site.resolve(g.carbon.file)})").to_numpy(),
+        "import_price_per_kwh": tariff_prices(g.tariff, site, steps, "grid.tariff", notes),
+        "export_price_per_kwh": tariff_prices(g.export_tariff, site, steps, "grid.export_tariff", notes),
+        "carbon_g_per_kwh": carbon[cfg.planning_carbon.kind],
+        **{f"carbon_{kind}_g_per_kwh": values for kind, values in carbon.items()},
         "import_limit_kw": limit_series(g.import_limit_kw, g.import_limit_rules, local),
         "export_limit_kw": limit_series(g.export_limit_kw, g.export_limit_rules, local),
-        "demand_window": (any_window(g.demand_charge.windows, local)
-                          if g.demand_charge and g.demand_charge.windows else np.ones(len(steps), bool)),
+        **demand_windows(g.demand_charges, local),
     }
-    if np.any(cols["carbon_g_per_kwh"] < 0):
-        raise SeriesFileError(f"grid.carbon ({g.carbon.file}): negative intensity")
     for pv in cfg.pv:
         cols[f"pv:{pv.name}_kw"] = pv_series(pv, site, steps)
     for ld in cfg.load:
@@ -280,4 +343,4 @@ def build_inputs(site: LoadedSite, start_utc: datetime, end_utc: datetime) -> Si
         sessions, dropped = file_sessions(cfg.ev_sessions, site, cfg.ev_charger, start_utc, end_utc)
     sessions.sort(key=lambda s: (s.arrival_utc, s.charger))
     return SiteInputs(frame=frame, step_minutes=cfg.planning.step_minutes, sessions=sessions,
-                      carbon_kind=g.carbon.kind, dropped_sessions=dropped)
+                      carbon_kind=cfg.planning_carbon.kind, dropped_sessions=dropped, notes=notes)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ems.config.loader import LoadedSite
 from ems.config.models import SiteConfig
-from ems.inputs.site_inputs import EvSessionEvent, SiteInputs
+from ems.inputs.site_inputs import EvSessionEvent, SiteInputs, demand_window_column
 from ems.planning.state import SiteState
 from optimizer import (
     Battery,
@@ -27,6 +27,7 @@ from optimizer import (
     Solver,
     TimeGrid,
 )
+from optimizer import DemandCharge as DemandChargeSpec
 
 
 @dataclass(frozen=True)
@@ -86,17 +87,24 @@ def build_problem(site: LoadedSite, inputs: SiteInputs, at_utc: datetime, state:
     step_h = sm / 60.0
     grid = TimeGrid(start_utc=start.to_pydatetime(), step_minutes=sm, n_steps=n)
     period = billing_period(at_utc, cfg.site.timezone)
-    peak = state.peak_import_kw if state.billing_period == period else 0.0
-    dc = cfg.grid.demand_charge
+    same_period = state.billing_period == period
+    charges = cfg.grid.demand_charges
+    # One charge (or none) uses the single-charge fields; several go in demand_charges.
+    single = len(charges) <= 1
+    several = [] if single else [
+        DemandChargeSpec(dc.price_per_kw, [bool(x) for x in w[demand_window_column(k)]],
+                         state.demand_peak_kw(k) if same_period else 0.0, dc.name or f"demand_{k}")
+        for k, dc in enumerate(charges)]
     connection = Grid(
         import_limit_kw=w["import_limit_kw"].tolist(),
         export_limit_kw=w["export_limit_kw"].tolist(),
         import_price_per_kwh=w["import_price_per_kwh"].tolist(),
         export_price_per_kwh=w["export_price_per_kwh"].tolist(),
         carbon_intensity_g_per_kwh=w["carbon_g_per_kwh"].tolist(),
-        demand_charge_per_kw=dc.price_per_kw if dc else 0.0,
-        demand_window=[bool(x) for x in w["demand_window"]],
-        peak_so_far_kw=peak,
+        demand_charge_per_kw=charges[0].price_per_kw if charges and single else 0.0,
+        demand_window=[bool(x) for x in w["demand_window"]] if single else None,
+        peak_so_far_kw=state.demand_peak_kw(0) if same_period and single else 0.0,
+        demand_charges=several,
     )
     pv = [Pv(p.name, w[f"pv:{p.name}_kw"].tolist(), p.curtailable) for p in cfg.pv]
     loads = [Load(ld.name, w[f"load:{ld.name}_kw"].tolist()) for ld in cfg.load]

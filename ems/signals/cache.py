@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ems.signals.series import Signal, SignalError
+from ems.signals.series import Signal, SignalError, combine
 
 
 class SignalCache:
     """One JSON file per signal name under ``directory``; writes are atomic (temp file + rename)."""
 
-    def __init__(self, directory: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, directory: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 retention_days: float = 42.0) -> None:
         self.directory = directory
         self.clock = clock
+        self.retention = pd.Timedelta(days=retention_days)
 
     def _path(self, name: str) -> Path:
         return self.directory / f"{name}.json"
@@ -67,5 +69,19 @@ class SignalCache:
         fetched = Signal(
             signal.values, signal.unit, signal.kind, signal.source, signal.resolution, self.clock()
         )
-        self.save(name, fetched)
+        self.save(name, self._with_history(name, fetched))
         return fetched
+
+    def _with_history(self, name: str, fetched: Signal) -> Signal:
+        """``fetched`` over the recorded history of the same unit and kind (newest values win),
+        trimmed to ``retention`` before the newest value, so persistence has days to repeat."""
+        try:
+            last = self.load(name)
+        except SignalError:
+            last = None  # an unreadable file is replaced by the good data
+        if last is None or (last.unit, last.kind) != (fetched.unit, fetched.kind):
+            return fetched
+        merged = combine(last, fetched)
+        keep = merged.values.index >= merged.values.index[-1] - self.retention
+        return Signal(merged.values[keep], fetched.unit, fetched.kind, fetched.source,
+                      merged.resolution, fetched.fetched_at)

@@ -28,16 +28,18 @@ def get(
     backoff_s: float = 1.0,
     max_backoff_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    body: bytes | None = None,
 ) -> bytes:
-    """The body of ``url``. Server errors (5xx, 429) and network failures are retried ``retries``
-    times with backoff doubling from ``backoff_s``; client errors (4xx) fail at once."""
-    request = urllib.request.Request(url, headers=dict(headers or {}))
+    """The body of ``url`` (a POST of ``body`` when one is given). Server errors (5xx, 429) and
+    network failures are retried ``retries`` times with backoff doubling from ``backoff_s``;
+    client errors (4xx) fail at once."""
+    request = urllib.request.Request(url, data=body, headers=dict(headers or {}))
     delay = backoff_s
     for attempt in range(retries + 1):
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                body: bytes = response.read()
-                return body
+                content: bytes = response.read()
+                return content
         except urllib.error.HTTPError as exc:
             if exc.code < 500 and exc.code != 429:
                 raise SignalError(f"GET {url}: HTTP {exc.code} {exc.reason}") from None

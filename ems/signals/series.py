@@ -83,3 +83,12 @@ def resample_to_step(signal: Signal, step: pd.Timedelta) -> pd.Series:
     end = s.index[-1] + signal.resolution
     grid = pd.date_range(s.index[0], end, freq=step, inclusive="left", tz="UTC")
     return s.reindex(grid, method="ffill")
+
+
+def combine(older: Signal, newer: Signal) -> Signal:
+    """Both series on the finer of the two resolutions; ``newer`` wins where they overlap."""
+    step = min(older.resolution, newer.resolution)
+    a = older.values if older.resolution == step else resample_to_step(older, step)
+    b = newer.values if newer.resolution == step else resample_to_step(newer, step)
+    merged = b.combine_first(a).sort_index()
+    return Signal(merged, newer.unit, newer.kind, newer.source, step, newer.fetched_at)

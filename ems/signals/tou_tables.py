@@ -15,6 +15,13 @@ SUMMER_WINTER_ZJ = [1, 7, 8, 12]
 SPRING_AUTUMN_ZJ = [2, 3, 4, 5, 6, 9, 10, 11]
 SUMMER_WINTER_JS = [6, 7, 8, 12, 1, 2]
 SPRING_AUTUMN_JS = [3, 4, 5, 9, 10, 11]
+SUMMER_WINTER_SH = [1, 7, 8, 9, 12]
+OTHER_SH = [2, 3, 4, 5, 6, 10, 11]
+DEEP_WEEKEND_SH = [2, 3, 4, 5, 6, 9, 10, 11]
+WINTER_SD = [1, 2, 12]
+SPRING_SD = [3, 4, 5]
+SUMMER_SD = [7, 8]
+AUTUMN_SD = [9, 10, 11]
 
 
 def _rule(
@@ -89,11 +96,74 @@ TABLES: dict[str, TouTable] = {
         ],
         ratios={"flat": 1.0, "peak": 1.8, "valley": 0.35},
     ),
+    "shanghai_2022": TouTable(
+        source="沪发改价管〔2022〕50号 (Shanghai DRC, two-part-tariff users), deep valley per "
+        "沪发改价管〔2024〕28号, as quoted in State Grid Shanghai's agency-purchase price notice and "
+        "in a second transcription citing fgw.sh.gov.cn/fgw_jggl/20221216/"
+        "e2652e3ab7ee49438d6e82af8880b160.html: July-September peak 8-15 and 18-21, critical 12-14 "
+        "in July and August; other months peak 8-11 and 18-21, critical 19-21 in January and "
+        "December; valley 22-6 all year; flat otherwise. Summer/winter (Jan, Jul-Sep, Dec) peak "
+        "+80 %, valley -60 %, critical = peak +25 %; other months peak +60 %, valley -50 %. Deep "
+        "valley (flat -80 %, large-industry users only: otherwise set `prices.deep_valley` to the "
+        "valley price) 0-6 and 22-24 on rest days (weekends) of Feb-Jun and Sep-Nov and on the "
+        "public holidays listed in `holidays`; weekends worked by holiday swaps are not modelled.",
+        default_period="flat",
+        rules=[
+            _rule("valley", "22:00", "06:00", OTHER_SH),
+            _rule("summer_winter_valley", "22:00", "06:00", SUMMER_WINTER_SH),
+            _rule("summer_winter_peak", "08:00", "15:00", [7, 8, 9]),
+            _rule("summer_winter_peak", "18:00", "21:00", [7, 8, 9]),
+            _rule("summer_winter_peak", "08:00", "11:00", [1, 12]),
+            _rule("summer_winter_peak", "18:00", "21:00", [1, 12]),
+            _rule("peak", "08:00", "11:00", OTHER_SH),
+            _rule("peak", "18:00", "21:00", OTHER_SH),
+            _rule("critical", "12:00", "14:00", [7, 8]),
+            _rule("critical", "19:00", "21:00", [1, 12]),
+            _rule("deep_valley", "22:00", "06:00", DEEP_WEEKEND_SH, "weekends"),
+            _rule("deep_valley", "22:00", "06:00", days="holidays"),
+        ],
+        ratios={"flat": 1.0, "summer_winter_peak": 1.8, "summer_winter_valley": 0.4,
+                "critical": 1.8 * 1.25, "peak": 1.6, "valley": 0.5, "deep_valley": 0.2},
+    ),
+    "shandong_2025": TouTable(
+        source="鲁发改价格〔2023〕914号 (Shandong DRC) with its 2025 period division, as quoted in "
+        "State Grid Shandong's agency-purchase price notice (the same hours are given for 2026 by "
+        "Jinan DRC, jndpc.jinan.gov.cn art_2191_4789557): Jan, Feb, Dec valley 2-6 and 10-15 "
+        "(deep valley 11-14), peak 7-9 and 16-21 (critical 16-19); Mar-May valley 10-15 (deep "
+        "11-14), peak 17-22 (critical 17-20); June valley 7-12, peak 16-23 (critical 17-22); "
+        "Jul-Aug valley 1-6, peak 16-23 (critical 17-22); Sep-Nov valley 10-15 (deep 11-14), peak "
+        "16-21 (critical 17-19); flat otherwise. Peak +70 %, valley -70 %, critical +100 %, deep "
+        "valley -90 % of flat.",
+        default_period="flat",
+        rules=[
+            _rule("valley", "02:00", "06:00", WINTER_SD),
+            _rule("valley", "10:00", "15:00", WINTER_SD),
+            _rule("deep_valley", "11:00", "14:00", WINTER_SD),
+            _rule("peak", "07:00", "09:00", WINTER_SD),
+            _rule("peak", "16:00", "21:00", WINTER_SD),
+            _rule("critical", "16:00", "19:00", WINTER_SD),
+            _rule("valley", "10:00", "15:00", SPRING_SD),
+            _rule("deep_valley", "11:00", "14:00", SPRING_SD),
+            _rule("peak", "17:00", "22:00", SPRING_SD),
+            _rule("critical", "17:00", "20:00", SPRING_SD),
+            _rule("valley", "07:00", "12:00", [6]),
+            _rule("peak", "16:00", "23:00", [6]),
+            _rule("critical", "17:00", "22:00", [6]),
+            _rule("valley", "01:00", "06:00", SUMMER_SD),
+            _rule("peak", "16:00", "23:00", SUMMER_SD),
+            _rule("critical", "17:00", "22:00", SUMMER_SD),
+            _rule("valley", "10:00", "15:00", AUTUMN_SD),
+            _rule("deep_valley", "11:00", "14:00", AUTUMN_SD),
+            _rule("peak", "16:00", "21:00", AUTUMN_SD),
+            _rule("critical", "17:00", "19:00", AUTUMN_SD),
+        ],
+        ratios={"flat": 1.0, "peak": 1.7, "valley": 0.3, "critical": 2.0, "deep_valley": 0.1},
+    ),
     "sce_tou_ev_4_2019": TouTable(
         source="SCE TOU-EV-4 as bundled in acnportal 0.3.3 (sce_tou_ev_4_march_2019, effective "
         "2019-03-01), USD/kWh: summer June-September, winter October-May; weekdays 08-12 mid-peak, "
         "12-18 on-peak, 18-23 mid-peak; weekends and 23-08 off-peak; demand charge 15.51 USD/kW·month "
-        "(configure it under grid.demand_charge)",
+        "(configure it under grid.demand_charge or grid.demand_charges)",
         default_period="winter_off_peak",
         rules=[
             _rule("winter_mid_peak", "08:00", "12:00", [1, 2, 3, 4, 5, 10, 11, 12], "weekdays"),

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pandas as pd
 
 from ems.config.models import SiteConfig
+from ems.inputs.site_inputs import demand_window_column
 
 KPI_LABELS: dict[str, str] = {
     "energy_cost": "Energy cost",
     "demand_charge": "Demand charge",
     "total_cost": "Total cost",
     "emissions_kg": "Emissions (kgCO2)",
+    "emissions_marginal_kg": "Marginal emissions (kgCO2)",
     "self_consumption": "PV self-consumption",
     "peak_import_kw": "Peak import (kW)",
     "grid_import_kwh": "Grid import (kWh)",
@@ -33,11 +35,10 @@ def compute_kpis(steps: pd.DataFrame, cfg: SiteConfig, ev_delivered_kwh: float,
     energy_cost = float(((steps["import_kw"] * steps["import_price_per_kwh"]
                           - steps["export_kw"] * steps["export_price_per_kwh"]) * dt).sum())
     demand = 0.0
-    dc = cfg.grid.demand_charge
-    if dc is not None:
-        local_month = steps.index.tz_convert(cfg.site.timezone).strftime("%Y-%m")
-        counted = steps["import_kw"].where(steps["demand_window"], 0.0)
-        demand = float(counted.groupby(local_month).max().sum() * dc.price_per_kw)
+    local_month = steps.index.tz_convert(cfg.site.timezone).strftime("%Y-%m")
+    for k, dc in enumerate(cfg.grid.demand_charges):  # each billed on its own monthly peak
+        counted = steps["import_kw"].where(steps[demand_window_column(k)], 0.0)
+        demand += float(counted.groupby(local_month).max().sum() * dc.price_per_kw)
     pv = float(steps["pv_kw"].sum() * dt)
     exported = float(steps["export_kw"].sum() * dt)
     capacity = sum(b.capacity_kwh for b in cfg.battery)
@@ -45,7 +46,7 @@ def compute_kpis(steps: pd.DataFrame, cfg: SiteConfig, ev_delivered_kwh: float,
         "energy_cost": energy_cost,
         "demand_charge": demand,
         "total_cost": energy_cost + demand,
-        "emissions_kg": float((steps["import_kw"] * steps["carbon_g_per_kwh"] * dt / 1000.0).sum()),
+        **emissions_kpis(steps, cfg),
         "self_consumption": (max(0.0, pv - exported) / pv) if pv > 0 else 0.0,
         "peak_import_kw": float(steps["import_kw"].max()),
         "grid_import_kwh": float(steps["import_kw"].sum() * dt),
@@ -59,3 +60,25 @@ def compute_kpis(steps: pd.DataFrame, cfg: SiteConfig, ev_delivered_kwh: float,
         "electrolyser_starts": float(electrolyser_starts),
         "import_limit_exceeded_steps": float((steps["import_kw"] > steps["import_limit_kw"] + 1e-6).sum()),
     }
+
+
+def emissions_kpis(steps: pd.DataFrame, cfg: SiteConfig) -> dict[str, float]:
+    """Grid-import emissions (kg CO2): ``emissions_kg`` by the accounting signal (average when
+    configured, else the only one; see ``accounting_carbon_kind``), and ``emissions_marginal_kg``
+    as well when both an average and a marginal signal are configured."""
+    dt = cfg.planning.step_minutes / 60.0
+
+    def kg(column: str) -> float:
+        return float((steps["import_kw"] * steps[column] * dt / 1000.0).sum())
+
+    kind = accounting_carbon_kind(cfg)
+    column = f"carbon_{kind}_g_per_kwh"
+    out = {"emissions_kg": kg(column if column in steps else "carbon_g_per_kwh")}
+    if len(cfg.grid.carbon) == 2 and "carbon_marginal_g_per_kwh" in steps:
+        out["emissions_marginal_kg"] = kg("carbon_marginal_g_per_kwh")
+    return out
+
+
+def accounting_carbon_kind(cfg: SiteConfig) -> str:
+    """The carbon signal emissions are reported with: average (the mix) when configured."""
+    return "average" if cfg.grid.carbon_of("average") else cfg.grid.carbon[0].kind

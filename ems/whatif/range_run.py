@@ -22,6 +22,7 @@ from ems.inputs.site_inputs import (
     build_inputs,
     data_limit_utc,
     data_start_utc,
+    demand_window_column,
     extend_by_persistence,
 )
 from ems.planning.problem_builder import (
@@ -36,7 +37,9 @@ from ems.whatif.plant_setup import plant_from_config
 from optimizer import Plan, RollingPlanner
 
 Strategy = Literal["optimised", "baseline"]
-ForecastKind = Literal["perfect", "noisy"]
+ForecastKind = Literal["perfect", "noisy", "model"]
+"""perfect: the recorded actuals; noisy: actuals x AR(1) errors; model: the site's forecasts
+(`ems.forecast.whatif_model`: PV/load forecasts, plugged-in EVs known, future arrivals forecast)."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,13 @@ def simulate_range(site: LoadedSite, opts: WhatIfOptions, start: datetime, keep_
     rng = np.random.default_rng(opts.seed)
     plugged = session_steps(inputs, start, n_steps)
     sessions = {s.session_id: s for s in inputs.sessions}
+    model = None
+    if opts.forecast == "model" and opts.strategy == "optimised":
+        from ems.forecast.whatif_model import ModelForecast
+
+        model = ModelForecast(site, inputs, start)
+        planner = RollingPlanner(ev_slots=max(planner.ev_slots or 0,
+                                              model.max_sessions(frame.index[:n_steps:replan], n_horizon)))
     flat_kw = flat_electrolyser_kw(site, inputs) if opts.strategy == "baseline" else {}
     pv_names = [p.name for p in cfg.pv]
     load_names = [ld.name for ld in cfg.load]
@@ -199,6 +209,7 @@ def simulate_range(site: LoadedSite, opts: WhatIfOptions, start: datetime, keep_
     plan_step0 = 0
     forecast_cols: dict[str, np.ndarray] = {}
     local_months = frame.index[:n_steps].tz_convert(cfg.site.timezone).strftime("%Y-%m")
+    n_charges = max(1, len(cfg.grid.demand_charges))  # the "demand_window" column is always there
     previous: dict[str, str] = {}
     columns = {c: frame[c].to_numpy() for c in frame.columns}
     starts_before = 0
@@ -222,7 +233,10 @@ def simulate_range(site: LoadedSite, opts: WhatIfOptions, start: datetime, keep_
             window = inputs.window(t, n_horizon)
             if opts.forecast == "noisy":
                 window = noisy_window(window, rng)
-            problem = build_problem(site, inputs, t.to_pydatetime(), state, settings,
+            plan_inputs = inputs
+            if model is not None:
+                window, plan_inputs = model.replan(t, window)
+            problem = build_problem(site, plan_inputs, t.to_pydatetime(), state, settings,
                                     window=window)
             plan = planner.solve(problem)
             plan_step0 = k
@@ -244,24 +258,29 @@ def simulate_range(site: LoadedSite, opts: WhatIfOptions, start: datetime, keep_
         step_in = StepInputs(pv_actual, load_actual, pv_fc, load_fc,
                              float(row["import_limit_kw"]), float(row["export_limit_kw"]))
         if plan is not None:
-            sp = follow_plan(plan, k - plan_step0, step_in, plant, here)
+            sp = follow_plan(plan, k - plan_step0, step_in, plant,
+                             here if model is None else model.on_chargers(here, t))
         else:
             sp = baseline(step_in, plant, dt_h, flat_kw)
         enforce_grid_limits(sp, step_in, plant, dt_h)
         offtake = {o.name: float(row[f"h2:{o.name}_kg"]) for o in cfg.hydrogen_offtake}
         res = plant.step(dt_h, pv_actual, load_actual, offtake, sp)
-        if row["demand_window"]:
-            month = local_months[k]
-            if state.billing_period != month:
-                state.billing_period, state.peak_import_kw = month, 0.0
-            state.peak_import_kw = max(state.peak_import_kw, res.grid_import_kw)
+        month = local_months[k]
+        if state.billing_period != month:
+            state.billing_period, state.peak_import_kw, state.demand_peaks_kw = month, 0.0, {}
+        for j in range(n_charges):
+            if row[demand_window_column(j)]:
+                state.note_demand(j, res.grid_import_kw)
         rec = {
             "import_kw": res.grid_import_kw, "export_kw": res.grid_export_kw,
             "import_price_per_kwh": float(row["import_price_per_kwh"]),
             "export_price_per_kwh": float(row["export_price_per_kwh"]),
             "carbon_g_per_kwh": float(row["carbon_g_per_kwh"]),
+            **{c: float(row[c]) for c in ("carbon_average_g_per_kwh", "carbon_marginal_g_per_kwh")
+               if c in row},
             "import_limit_kw": float(row["import_limit_kw"]),
             "demand_window": bool(row["demand_window"]),
+            **{demand_window_column(j): bool(row[demand_window_column(j)]) for j in range(1, n_charges)},
             "pv_kw": sum(res.pv_kw.values()), "pv_curtailed_kw": sum(res.pv_curtailed_kw.values()),
             "load_kw": sum(res.load_kw.values()), "ev_kw": sum(res.ev_kw.values()),
             "electrolyser_kw": sum(res.electrolyser_kw.values()),
@@ -305,6 +324,7 @@ def _sync_state(state: SiteState, plant: Plant, ev_delivered: dict[str, float], 
     state.ev_delivered_kwh = delivered
     if state.billing_period != billing_period(t.to_pydatetime(), tz):
         state.billing_period, state.peak_import_kw = billing_period(t.to_pydatetime(), tz), 0.0
+        state.demand_peaks_kw = {}
 
 
 def _ev_totals(inputs: SiteInputs, delivered: dict[str, float], start: datetime,

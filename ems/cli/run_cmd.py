@@ -1,0 +1,177 @@
+"""`ems run SITE [--simulate] [--speed N]`: the site service.
+
+With ``--simulate`` the site's device simulators are started on loopback first and the service
+controls them over Modbus, on a site clock running ``--speed`` times real time. Without it the
+clock is real time and the devices are the real ones in the config. SIGTERM or Ctrl-C (or the end
+of ``--duration``) leaves every device in its safe state before the service exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ems.cli.common import fail, input_errors, load
+
+if TYPE_CHECKING:
+    from ems.config.loader import LoadedSite
+    from ems.runtime.service import SiteService
+    from ems.store import Store
+
+
+def open_store(site: LoadedSite, url: str | None = None) -> Store:
+    """The site's store: ``url``, else the config's (``store.url_env`` wins over ``store.url``),
+    else SQLite at <state_dir>/ems.sqlite."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from ems.signals.site_signals import state_dir
+    from ems.store import Store
+
+    cfg = site.config.store
+    chosen = url or os.environ.get(cfg.url_env) or cfg.url
+    try:
+        if chosen:
+            return Store(chosen)
+        return Store.at_path(state_dir(site) / "ems.sqlite")
+    except (SQLAlchemyError, ArgumentError, OSError) as exc:
+        fail(f"store {chosen or state_dir(site) / 'ems.sqlite'}: cannot open: {str(exc).splitlines()[0]}")
+
+
+def service_settings(site: LoadedSite):  # type: ignore[no-untyped-def]
+    from ems.runtime.service import ServiceSettings
+
+    s, st = site.config.service, site.config.store
+    return ServiceSettings(dispatch_s=s.dispatch_every_s, telemetry_s=st.telemetry_every_s,
+                           poll_interval_s=s.poll_every_s, stale_after_s=s.stale_after_s,
+                           ev_default_energy_kwh=s.ev_default_energy_kwh,
+                           ev_default_dwell_h=s.ev_default_dwell_hours)
+
+
+async def start_api(service: SiteService, host: str, port: int) -> tuple[Any, asyncio.Task[None]]:
+    """Serve the API on the running loop (uvicorn; the service owns the signal handlers)."""
+    import uvicorn
+
+    from ems.runtime.api import create_app
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    server = Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
+                                   lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()  # raises why it could not start (e.g. the port is in use)
+    return server, task
+
+
+async def run_service(site: LoadedSite, store: Store, simulate: bool, speed: float,
+                      start_utc: datetime | None, duration_s: float | None,
+                      on_started: object = None, api_port: int | None = None,
+                      stop: asyncio.Event | None = None) -> SiteService:
+    """Run until SIGTERM/SIGINT, ``stop`` or ``duration_s`` wall seconds; returns the stopped
+    service. ``on_started(service, simulator)`` is called once the service runs."""
+    from ems.cli.sim_cmd import simulator_for_site
+    from ems.runtime.clock import SiteClock
+    from ems.runtime.service import SiteService
+
+    clock = SiteClock(start_utc, speed)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    sim = None
+    sim_task = None
+    if simulate:
+        sim = simulator_for_site(site, clock.sim_seconds, clock.start_utc)
+        await sim.start()
+        sim_task = asyncio.create_task(sim.run(0.1, stop))
+    service = SiteService(site, store, clock, service_settings(site))
+    api = None
+    try:
+        await service.start()
+        if api_port is not None:
+            api = await start_api(service, site.config.service.api_host, api_port)
+        if callable(on_started):
+            on_started(service, sim)
+        if duration_s is not None:
+            loop.call_later(duration_s, stop.set)
+        await stop.wait()
+    finally:
+        stop.set()
+        if api is not None:
+            api[0].should_exit = True
+            await api[1]
+        await service.stop()
+        if sim is not None:
+            if sim_task is not None:
+                await sim_task
+            sim.step()  # the plant sees the safe-state writes
+            await sim.stop()
+    return service
+
+
+def run(
+    site: Annotated[str, typer.Argument(help="Site name (site_configs/NAME.toml) or path to a TOML file.")],
+    simulate: Annotated[bool, typer.Option(
+        "--simulate", help="Start the site's device simulators on loopback and control them.")] = False,
+    speed: Annotated[float, typer.Option(help="Site clock speed (with --simulate), x real time.")] = 1.0,
+    start: Annotated[str | None, typer.Option(
+        help="Simulated start, ISO date-time (with --simulate; default: now moved into the "
+             "data year).")] = None,
+    duration: Annotated[float | None, typer.Option(
+        min=0.0, help="Stop after this many wall seconds (default: until SIGTERM or Ctrl-C).")] = None,
+    store_url: Annotated[str | None, typer.Option(
+        "--store", help="SQLAlchemy URL of the store (default: the config's, else SQLite in "
+                        "state/).")] = None,
+    api_port: Annotated[int | None, typer.Option(
+        "--api-port", help="Serve the API on this port (default: service.api_port; 0 = none).")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose/--quiet", help="Log every plan and mode change.")] = True,
+    sets: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a config value, e.g. service.dispatch_every_s=1.")] = None,
+) -> None:
+    """Run the controller for SITE: poll devices, re-plan every slot, dispatch safely, keep records."""
+    from ems.cli.sim_cmd import parse_start
+
+    with input_errors():
+        loaded = load(site, sets)
+        if speed <= 0:
+            fail(f"--speed must be > 0, got {speed:g}")
+        if not simulate and (speed != 1.0 or start is not None):
+            fail("--speed and --start need --simulate: real devices run on real time")
+        start_utc = parse_start(start, loaded) if simulate else None
+        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        store = open_store(loaded, store_url)
+        devices = f"simulated site at {speed:g}x" if simulate else "real devices"
+        sys.stdout.write(f"{loaded.config.site.name}: store {store.url}; {devices}\n")
+        sys.stdout.flush()
+        try:
+            port = loaded.config.service.api_port if api_port is None else api_port
+            service = asyncio.run(run_service(loaded, store, simulate, speed, start_utc, duration,
+                                              api_port=port or None))
+        except KeyboardInterrupt:
+            return
+        finally:
+            store.close()
+    st = service.status
+    sys.stdout.write(f"stopped: {st.plans_done} plans ({st.plans_failed} failed, "
+                     f"{st.plans_skipped} skipped), {st.dispatch_cycles} dispatch cycles, "
+                     f"{st.writes_failed} failed writes, mode {st.mode}; "
+                     "devices left in their safe state\n")

@@ -1,0 +1,154 @@
+"""The fast loop's arithmetic: wanted power per asset for this instant, from the current plan slot
+(mode "auto") or from rules (mode "fallback"), corrected by the grid meter so the import and export
+limits hold whatever the plan says.
+
+Signs: battery net kW > 0 discharging; EV and electrolyser kW >= 0 consumed; grid net kW > 0
+importing. A PV limit of None means no curtailment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ems.config.models import SiteConfig
+from optimizer import Plan
+
+
+@dataclass
+class Measured:
+    """What the meters and devices say now (None: missing)."""
+
+    grid_net_kw: float | None
+    battery_net_kw: dict[str, float | None]
+    ev_kw: dict[str, float | None]
+    electrolyser_kw: dict[str, float | None]
+    battery_soc_fraction: dict[str, float | None]
+    plugged: dict[str, bool]
+    """Charger -> a vehicle is plugged in."""
+    tank_fraction: dict[str, float | None] = field(default_factory=dict)
+    """Electrolyser -> fill of the tank it feeds (0..1), when known."""
+    pv_kw: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class Wanted:
+    battery_net_kw: dict[str, float] = field(default_factory=dict)
+    ev_kw: dict[str, float] = field(default_factory=dict)
+    electrolyser_kw: dict[str, float] = field(default_factory=dict)
+    pv_limit_kw: dict[str, float | None] = field(default_factory=dict)
+    bound_by: dict[str, list[str]] = field(default_factory=dict)
+    """Asset -> limits that bound its value this cycle (for the audit log)."""
+
+    def bind(self, asset: str, why: str) -> None:
+        self.bound_by.setdefault(asset, []).append(why)
+
+
+def from_plan(plan: Plan, step: int, cfg: SiteConfig, measured: Measured,
+              session_on_charger: dict[str, str]) -> Wanted:
+    """The plan's slot targets; the batteries absorb the difference between the measured and the
+    planned grid exchange (forecast error), shared by capacity."""
+    s = plan.series
+    w = Wanted()
+    for c in cfg.ev_charger:
+        sid = session_on_charger.get(c.name)
+        key = f"ev:{sid}.charge_kw"
+        w.ev_kw[c.name] = s[key][step] if sid and key in s else 0.0
+    for e in cfg.electrolyser:
+        on = s[f"{e.name}.on"][step] > 0.5
+        w.electrolyser_kw[e.name] = s[f"{e.name}.stack_kw"][step] if on else 0.0
+    for p in cfg.pv:
+        curtailed = s.get(f"{p.name}.curtailed_kw", [0.0] * (step + 1))[step]
+        w.pv_limit_kw[p.name] = s[f"{p.name}.output_kw"][step] if curtailed > 1e-6 else None
+    planned_grid = s["grid.import_kw"][step] - s["grid.export_kw"][step]
+    error_kw = 0.0
+    if measured.grid_net_kw is not None:
+        # what the grid would do with every asset at its planned value, minus the plan's grid
+        delta = 0.0
+        for b in cfg.battery:
+            now = measured.battery_net_kw.get(b.name)
+            planned = s[f"{b.name}.discharge_kw"][step] - s[f"{b.name}.charge_kw"][step]
+            delta -= planned - (now or 0.0)
+        for name, kw in w.ev_kw.items():
+            delta += kw - (measured.ev_kw.get(name) or 0.0)
+        for name, kw in w.electrolyser_kw.items():
+            delta += kw - (measured.electrolyser_kw.get(name) or 0.0)
+        error_kw = measured.grid_net_kw + delta - planned_grid
+    total = sum(b.capacity_kwh for b in cfg.battery) or 1.0
+    for b in cfg.battery:
+        planned = s[f"{b.name}.discharge_kw"][step] - s[f"{b.name}.charge_kw"][step]
+        w.battery_net_kw[b.name] = planned + error_kw * b.capacity_kwh / total
+    return w
+
+
+def fallback(cfg: SiteConfig, measured: Measured) -> Wanted:
+    """Rules when there is no current plan: batteries hold the grid at zero exchange
+    (self-consumption), EVs charge at full power, electrolysers at their minimum load while their
+    tank is below 90 % (else standby), PV unlimited."""
+    w = Wanted()
+    for c in cfg.ev_charger:
+        w.ev_kw[c.name] = c.max_power_kw if measured.plugged.get(c.name) else 0.0
+    for e in cfg.electrolyser:
+        fill = measured.tank_fraction.get(e.name)
+        w.electrolyser_kw[e.name] = e.min_load_fraction * e.rated_kw if fill is None or fill < 0.9 else 0.0
+    for p in cfg.pv:
+        w.pv_limit_kw[p.name] = None
+    grid = measured.grid_net_kw
+    delta = sum(w.ev_kw[n] - (measured.ev_kw.get(n) or 0.0) for n in w.ev_kw)
+    delta += sum(w.electrolyser_kw[n] - (measured.electrolyser_kw.get(n) or 0.0) for n in w.electrolyser_kw)
+    current = sum(v or 0.0 for v in measured.battery_net_kw.values())
+    target_total = current + (grid + delta if grid is not None else 0.0)
+    total = sum(b.capacity_kwh for b in cfg.battery) or 1.0
+    for b in cfg.battery:
+        w.battery_net_kw[b.name] = target_total * b.capacity_kwh / total if grid is not None else 0.0
+    return w
+
+
+def hold_grid_limits(w: Wanted, cfg: SiteConfig, measured: Measured, import_limit_kw: float,
+                     export_limit_kw: float) -> None:
+    """Correct ``w`` in place so the predicted grid exchange stays within the limits: over the
+    import limit, first discharge the batteries (within rating), then cut EVs and electrolysers;
+    over the export limit, charge the batteries, then curtail PV."""
+    if measured.grid_net_kw is None:
+        return
+    predicted = measured.grid_net_kw
+    for b in cfg.battery:
+        predicted -= w.battery_net_kw[b.name] - (measured.battery_net_kw.get(b.name) or 0.0)
+    for n, kw in w.ev_kw.items():
+        predicted += kw - (measured.ev_kw.get(n) or 0.0)
+    for n, kw in w.electrolyser_kw.items():
+        predicted += kw - (measured.electrolyser_kw.get(n) or 0.0)
+    over = predicted - import_limit_kw
+    if over > 1e-6:
+        for b in cfg.battery:
+            room = b.max_discharge_kw - w.battery_net_kw[b.name]
+            take = min(room, over)
+            if take > 0:
+                w.battery_net_kw[b.name] += take
+                w.bind(b.name, f"grid import limit {import_limit_kw:g} kW")
+                over -= take
+        for group in (w.ev_kw, w.electrolyser_kw):
+            for n in group:
+                if over <= 1e-6:
+                    break
+                cut = min(group[n], over)
+                if cut > 0:
+                    group[n] -= cut
+                    w.bind(n, f"grid import limit {import_limit_kw:g} kW")
+                    over -= cut
+    under = -predicted - export_limit_kw
+    if under > 1e-6:
+        for b in cfg.battery:
+            room = b.max_charge_kw + w.battery_net_kw[b.name]
+            take = min(room, under)
+            if take > 0:
+                w.battery_net_kw[b.name] -= take
+                w.bind(b.name, f"grid export limit {export_limit_kw:g} kW")
+                under -= take
+        for p in cfg.pv:
+            if under <= 1e-6:
+                break
+            output = measured.pv_kw.get(p.name)
+            cut = under if output is None else min(output, under)
+            w.pv_limit_kw[p.name] = 0.0 if output is None else max(0.0, output - cut)
+            w.bind(p.name, f"grid export limit {export_limit_kw:g} kW")
+            under -= cut

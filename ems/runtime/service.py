@@ -1,0 +1,554 @@
+"""The site service: APScheduler (3.x, asyncio) runs the jobs on one event loop.
+
+- plan: every plan step, aligned to the step start (site clock), and on events (EV plugged in or
+  out, device lost or back). The solve runs in a worker thread, so polling and dispatch go on.
+  A plan asked for while one is being solved is skipped, not queued (``plans_skipped``);
+  the job has ``max_instances=1`` and ``coalesce=True``, and a run that misses its time by more
+  than ``misfire_grace_time`` is dropped: the next slot plans with fresh data anyway.
+- dispatch: every ``dispatch_s`` of site time (at least every ``min_wall_period_s`` wall
+  seconds): plan slot targets (or rules), grid limits from the meter, the safety guard, writes.
+- telemetry: every ``telemetry_s`` of site time, every device field to the store.
+Polling runs in the device layer's own tasks (wall time).
+
+Mode: "auto" follows the plan; "fallback" when the last plan failed or is older than two plan
+steps (or by override); "pause" (override) holds every device in its safe state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from drivers.capabilities import BatteryReading, ElectrolyserReading, EvChargerReading, MeterReading
+from ems.config.loader import LoadedSite
+from ems.control.safety import SafetyGuard, safe_state
+from ems.inputs.site_inputs import SiteInputs, build_inputs
+from ems.planning.problem_builder import (
+    billing_period,
+    build_problem,
+    floor_to_step,
+    horizon_steps,
+    initial_state,
+    settings_from,
+)
+from ems.planning.state import SiteState
+from ems.runtime.clock import SiteClock
+from ems.runtime.devices import DeviceLinks, setpoint_for
+from ems.runtime.dispatcher import Measured, Wanted, fallback, from_plan, hold_grid_limits
+from ems.runtime.sessions import SessionTracker
+from ems.store import SetpointWrite, Store, TelemetryRow
+from optimizer import Plan, RollingPlanner
+
+log = logging.getLogger("ems.service")
+
+Mode = Literal["auto", "fallback", "pause"]
+
+
+@dataclass
+class ServiceSettings:
+    dispatch_s: float = 2.0
+    """Site seconds between dispatch cycles."""
+    telemetry_s: float = 60.0
+    """Site seconds between telemetry records."""
+    poll_interval_s: float = 1.0
+    """Wall seconds between polls of a device."""
+    stale_after_s: float = 5.0
+    """Wall seconds after which a device's reading is stale."""
+    min_wall_period_s: float = 0.2
+    ev_default_energy_kwh: float = 20.0
+    ev_default_dwell_h: float = 8.0
+
+
+@dataclass
+class Status:
+    mode: Mode = "fallback"
+    mode_reason: str = "no plan yet"
+    override: Mode | None = None
+    plan_id: int | None = None
+    plan_slot: datetime | None = None
+    plan_status: str | None = None
+    plans_done: int = 0
+    plans_failed: int = 0
+    plans_skipped: int = 0
+    last_plan_failed: str | None = None
+    """Why the last planning attempt failed (None when it succeeded)."""
+    dispatch_cycles: int = 0
+    writes_failed: int = 0
+    devices_online: dict[str, bool] = field(default_factory=dict)
+    last_solve_s: float | None = None
+
+
+class SiteService:
+    def __init__(self, site: LoadedSite, store: Store, clock: SiteClock,
+                 settings: ServiceSettings | None = None, links: DeviceLinks | None = None) -> None:
+        self.site = site
+        self.cfg = site.config
+        self.store = store
+        self.clock = clock
+        self.settings = settings or ServiceSettings()
+        # polling and staleness follow the site clock, within what loopback Modbus can keep up with
+        # (a solve holds the interpreter for a moment: staleness is at least 1 wall second)
+        poll_s = max(0.1, self.settings.poll_interval_s / clock.speed)
+        ttl_s = max(1.0, 3 * poll_s, self.settings.stale_after_s / clock.speed)
+        self.links = links or DeviceLinks(self.cfg, poll_interval_s=poll_s, ttl_s=ttl_s,
+                                          command_clock=clock.sim_seconds)
+        self.status = Status()
+        # readings are stamped in wall time (the device layer's clock): so is the guard's limit
+        self.guard = SafetyGuard(self.cfg, staleness_s=self.links.ttl_s or 3 * self.links.poll_interval_s)
+        self.sessions = SessionTracker(self.settings.ev_default_energy_kwh, self.settings.ev_default_dwell_h)
+        self.state: SiteState = initial_state(self.cfg)
+        self.plan: Plan | None = None
+        self.inputs: SiteInputs | None = None
+        self.planner = RollingPlanner()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="solve")
+        self.scheduler = AsyncIOScheduler()
+        self._solving = False
+        self._slot_import: list[float] = []
+        self._slot: datetime | None = None
+        self._online: dict[str, bool] = {}
+        self._last_written: dict[str, float | None] = {}
+        self.step_minutes = self.cfg.planning.step_minutes
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.control_latency_s: deque[float] = deque(maxlen=10_000)
+        """Meter reading → setpoint write acknowledged, wall seconds, per written command."""
+        self.guard_fallbacks: set[str] = set()
+        """Devices the safety guard put in their fallback in the last dispatch cycle."""
+        self.reserves: dict[str, float] = {}
+        """Battery -> SOC floor (fraction) set through the API, above the config's."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._resume()
+        await self.links.start()
+        await self.links.first_polls(timeout_s=3 * self.links.poll_interval_s + 1.0)
+        wall = self.clock.wall_seconds
+        step_s = self.step_minutes * 60.0
+        now = self.clock.now()
+        next_slot = floor_to_step(now, self.step_minutes) + timedelta(minutes=self.step_minutes)
+        first_plan = datetime.now().astimezone() + timedelta(seconds=wall((next_slot - now).total_seconds()))
+        self.scheduler.add_job(self.plan_job, "interval", seconds=wall(step_s), next_run_time=first_plan,
+                               id="plan", max_instances=1, coalesce=True, misfire_grace_time=5)
+        period = max(self.settings.min_wall_period_s, wall(self.settings.dispatch_s),
+                     self.links.poll_interval_s)
+        self.scheduler.add_job(self.dispatch_job, "interval", seconds=period, id="dispatch",
+                               max_instances=1, coalesce=True, misfire_grace_time=1)
+        self.scheduler.add_job(self.telemetry_job, "interval", id="telemetry", max_instances=1,
+                               seconds=max(self.settings.min_wall_period_s, wall(self.settings.telemetry_s)),
+                               coalesce=True, misfire_grace_time=5)
+        self.scheduler.add_job(self.retention_job, "interval", id="retention", max_instances=1,
+                               seconds=max(1.0, wall(3600.0)), coalesce=True, misfire_grace_time=60)
+        keepalive = self.links.shortest_keepalive_s()
+        if keepalive is not None:
+            # device watchdogs are fed between dispatch cycles too (on a fast clock they are short)
+            self.scheduler.add_job(self.links.keepalive, "interval", id="keepalive", max_instances=1,
+                                   seconds=max(0.02, wall(keepalive) / 2), coalesce=True,
+                                   misfire_grace_time=1)
+        self.scheduler.start()
+        await self.plan_job()  # a plan at once, not at the next slot
+
+    async def stop(self) -> None:
+        """Leave every device in its safe state, then stop the jobs and the device links."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self._write_safe_state("shutdown")
+        await self.links.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._save_state()
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def request_plan(self, reason: str) -> None:
+        """Plan now because of an event (skipped when a solve is running)."""
+        log.info("plan requested: %s", reason)
+        task = asyncio.get_running_loop().create_task(self.plan_job(reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def plan_job(self, reason: str = "slot") -> None:
+        if self._solving:
+            self.status.plans_skipped += 1
+            log.info("plan skipped (%s): a solve is still running", reason)
+            return
+        self._solving = True
+        try:
+            await self._plan(reason)
+        finally:
+            self._solving = False
+
+    async def _plan(self, reason: str) -> None:
+        cfg = self.cfg
+        now = self.clock.now()
+        slot = floor_to_step(now, self.step_minutes)
+        n = horizon_steps(cfg)
+        try:
+            inputs = build_inputs(self.site, slot, slot + timedelta(minutes=self.step_minutes * n))
+            inputs.sessions = self.sessions.events(now, self.step_minutes)
+            state = self._planning_state(now)
+            problem = build_problem(self.site, inputs, slot, state, settings_from(cfg))
+            if self.reserves:
+                problem = dataclasses.replace(problem, batteries=[
+                    dataclasses.replace(b, soc_min_fraction=max(b.soc_min_fraction,
+                                                                self.reserves.get(b.name, 0.0)))
+                    for b in problem.batteries])
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            plan = await loop.run_in_executor(self.executor, self.planner.solve, problem)
+            solve_s = loop.time() - started
+        except Exception as exc:  # a failed plan must not stop the service: fall back
+            self.status.plans_failed += 1
+            self.status.last_plan_failed = f"{type(exc).__name__}: {exc}"
+            self._alarm("planner", "planning_failed", "warning",
+                        f"planning at {slot.isoformat()} failed: {exc}")
+            log.error("plan %s failed: %s", reason, exc)
+            self.store.add_plan(self.clock.now(), slot, self.step_minutes, "failed", str(exc), {})
+            return
+        self.store.clear_alarm(self.clock.now(), "planner", "planning_failed")
+        self.status.last_plan_failed = None
+        self.plan, self.inputs = plan, inputs
+        headline = (f"plan {slot.isoformat()} ({reason}): cost {plan.total_cost:.2f} {cfg.site.currency}, "
+                    f"emissions {plan.emissions_kg:.1f} kg, {plan.solver.status} in {solve_s:.2f} s"
+                    + (f", binding {', '.join(sorted(plan.binding))}" if plan.binding else ""))
+        body = {"instants_utc": [t.isoformat() for t in plan.instants_utc],
+                "series": {k: [float(x) for x in v] for k, v in plan.series.items()
+                           if k.startswith(("grid.", "ev:")) or k.endswith(("_kw", "_kg", ".on", "_kwh"))},
+                "import_price_per_kwh": inputs.frame["import_price_per_kwh"].tolist()[:n],
+                "carbon_g_per_kwh": inputs.frame["carbon_g_per_kwh"].tolist()[:n]}
+        self.status.plan_id = self.store.add_plan(self.clock.now(), slot, self.step_minutes,
+                                                  plan.solver.status, headline, body, plan.total_cost,
+                                                  plan.emissions_kg, solve_s)
+        self.status.plan_slot, self.status.plan_status = slot, plan.solver.status
+        self.status.plans_done += 1
+        self.status.last_solve_s = solve_s
+        log.info(headline)
+
+    def _planning_state(self, now: datetime) -> SiteState:
+        """The state a plan starts from: measured where the devices say, else the previous plan's
+        expectation, else the config's initial values."""
+        state = self.state
+        for b in self.cfg.battery:
+            r = self.links.reading(b.name)
+            soc = r.soc_pct.value if isinstance(r, BatteryReading) else None
+            if soc is not None and math.isfinite(soc):
+                state.battery_soc_kwh[b.name] = soc / 100.0 * b.capacity_kwh
+            elif self.plan is not None:
+                state.battery_soc_kwh[b.name] = self._expected(f"{b.name}.soc_kwh", now,
+                                                               state.battery_soc_kwh.get(b.name, 0.0))
+        for t in self.cfg.hydrogen_tank:
+            if self.plan is not None:
+                state.tank_kg[t.name] = self._expected(f"{t.name}.level_kg", now,
+                                                       state.tank_kg.get(t.name, 0.0))
+        for e in self.cfg.electrolyser:
+            r = self.links.reading(e.name)
+            running = r.state.value if isinstance(r, ElectrolyserReading) else None
+            if running is not None:
+                on = running == "steady"
+                if state.electrolyser_on.get(e.name) != on:
+                    state.electrolyser_steps_in_state[e.name] = 0
+                state.electrolyser_on[e.name] = on
+        state.ev_delivered_kwh = {s.session_id: s.delivered_kwh for s in self.sessions.active.values()}
+        period = billing_period(now, self.cfg.site.timezone)
+        if state.billing_period != period:
+            state.billing_period, state.peak_import_kw, state.demand_peaks_kw = period, 0.0, {}
+        return state
+
+    def _expected(self, key: str, now: datetime, default: float) -> float:
+        """The previous plan's value of state series ``key`` at ``now`` (end-of-step values)."""
+        assert self.plan is not None
+        series = self.plan.series.get(key)
+        if not series:
+            return default
+        k = self._plan_step(now)
+        if k is None:
+            return default
+        return float(series[k - 1]) if k > 0 else default
+
+    def _plan_step(self, now: datetime) -> int | None:
+        if self.plan is None:
+            return None
+        k = int((now - self.plan.instants_utc[0]).total_seconds() // (self.step_minutes * 60))
+        return k if 0 <= k < len(self.plan.instants_utc) else None
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def measured(self) -> Measured:
+        cfg = self.cfg
+
+        def value(reading: Any, name: str) -> Any:
+            return getattr(reading, name).value if reading is not None else None
+
+        grid = self.links.reading("grid") if "grid" in self.links.links else None
+        m = Measured(
+            grid_net_kw=value(grid, "power_net_kw") if isinstance(grid, MeterReading) else None,
+            battery_net_kw={b.name: value(self.links.reading(b.name), "power_net_kw") for b in cfg.battery},
+            ev_kw={c.name: value(self.links.reading(c.name), "power_kw") for c in cfg.ev_charger},
+            electrolyser_kw={e.name: value(self.links.reading(e.name), "power_kw") for e in cfg.electrolyser},
+            battery_soc_fraction={}, plugged={})
+        for b in cfg.battery:
+            soc = value(self.links.reading(b.name), "soc_pct")
+            m.battery_soc_fraction[b.name] = soc / 100.0 if soc is not None else None
+        for c in cfg.ev_charger:
+            r = self.links.reading(c.name)
+            m.plugged[c.name] = bool(r.plugged.value) if isinstance(r, EvChargerReading) else False
+        for p in cfg.pv:
+            m.pv_kw[p.name] = value(self.links.reading(p.name), "power_kw")
+        for e in cfg.electrolyser:
+            tank = next((t for t in cfg.hydrogen_tank if t.name == e.tank), None)
+            level = self.state.tank_kg.get(e.tank)
+            m.tank_fraction[e.name] = level / tank.capacity_kg if tank and level is not None else None
+        return m
+
+    async def dispatch_job(self) -> None:
+        now = self.clock.now()
+        self.status.dispatch_cycles += 1
+        self._watch_devices()
+        for c in self.cfg.ev_charger:
+            r = self.links.reading(c.name)
+            if isinstance(r, EvChargerReading):
+                change = self.sessions.observe(c.name, r.plugged.value, r.session_energy_kwh.value, now)
+                if change:
+                    self._save_state()
+                    self.request_plan(f"EV {change} at {c.name}")
+        measured = self.measured()
+        self._note_import(now, measured.grid_net_kw)
+        mode, reason = self._mode(now)
+        if mode != self.status.mode:
+            log.info("mode %s -> %s: %s", self.status.mode, mode, reason)
+        self.status.mode, self.status.mode_reason = mode, reason
+        if mode == "pause":
+            await self._write_safe_state("pause")
+            return
+        step = self._plan_step(now)
+        if mode == "auto" and self.plan is not None and step is not None:
+            on_charger = {s.charger: s.session_id for s in self.sessions.active.values()}
+            wanted = from_plan(self.plan, step, self.cfg, measured, on_charger)
+        else:
+            wanted = fallback(self.cfg, measured)
+        import_limit, export_limit = self._limits(now)
+        hold_grid_limits(wanted, self.cfg, measured, import_limit, export_limit)
+        await self._apply(now, wanted, mode, step, import_limit, export_limit)
+        await self.links.keepalive()
+
+    def _mode(self, now: datetime) -> tuple[Mode, str]:
+        if self.status.override is not None:
+            return self.status.override, "override"
+        if self.status.last_plan_failed is not None:
+            return "fallback", f"planning failed: {self.status.last_plan_failed}"
+        if self.plan is None:
+            return "fallback", "no plan yet"
+        age = now - self.plan.instants_utc[0]
+        if age > timedelta(minutes=2 * self.step_minutes):
+            return "fallback", f"plan is {age.total_seconds() / 60:.0f} min old"
+        if self.status.plan_status not in ("optimal", "feasible", "relaxed"):
+            return "fallback", f"plan status {self.status.plan_status}"
+        return "auto", "following the plan"
+
+    def _limits(self, now: datetime) -> tuple[float, float]:
+        g = self.cfg.grid
+        if self.inputs is not None:
+            frame = self.inputs.frame
+            k = frame.index.searchsorted(now, side="right") - 1
+            if 0 <= k < len(frame):
+                return float(frame["import_limit_kw"].iloc[k]), float(frame["export_limit_kw"].iloc[k])
+        return g.import_limit_kw, g.export_limit_kw
+
+    async def _apply(self, now: datetime, wanted: Wanted, mode: Mode, step: int | None,
+                     import_limit: float, export_limit: float) -> None:
+        readings = {name: self.links.reading(name) for name in self.links.links}
+        result = self.guard.check(wanted_setpoints(wanted), readings, self.links.poller.utc()
+                                  if self.links.poller else now)
+        self.guard_fallbacks = set(result.fallback_devices)
+        for event in result.raised:
+            self._alarm(event.device, event.code, event.severity, event.message)
+        for event in result.cleared:
+            self.store.clear_alarm(now, event.device, event.code)
+        price = carbon = None
+        if self.inputs is not None and step is not None and self.plan is not None:
+            k = self.inputs.frame.index.searchsorted(now, side="right") - 1
+            if 0 <= k < len(self.inputs.frame):
+                price = float(self.inputs.frame["import_price_per_kwh"].iloc[k])
+                carbon = float(self.inputs.frame["carbon_g_per_kwh"].iloc[k])
+        safe = result.setpoints
+        values: dict[str, tuple[str, Any, float | None]] = {}
+        for b in self.cfg.battery:
+            values[b.name] = ("battery", b, safe.battery_net_kw.get(b.name, 0.0))
+        for c in self.cfg.ev_charger:
+            values[c.name] = ("ev_charger", c, safe.ev_kw.get(c.name, 0.0))
+        for e in self.cfg.electrolyser:
+            values[e.name] = ("electrolyser", e, safe.electrolyser_kw.get(e.name, 0.0))
+        for p in self.cfg.pv:
+            values[p.name] = ("pv", p, safe.pv_limit_kw.get(p.name))
+        for name, (section, asset, value) in values.items():
+            if name not in self.links.links:
+                continue
+            setpoint = setpoint_for(section, asset, value)
+            if setpoint is None:
+                continue
+            outcomes = await self.links.write(name, setpoint)
+            limits = {why: 1.0 for why in wanted.bound_by.get(name, [])}
+            limits.update({f"guard: {why}": 1.0 for why in result.bound_by.get(name, [])})
+            limits["grid_import_limit_kw"] = import_limit
+            limits["grid_export_limit_kw"] = export_limit
+            if any(o.written and o.error is None for o in outcomes):
+                self._note_latency(readings.get("grid"))
+            for o in outcomes:
+                if not (o.written and not o.keepalive) and o.error is None:
+                    continue
+                if o.error is not None:
+                    self.status.writes_failed += 1
+                self.store.add_setpoint(SetpointWrite(
+                    ts=now, device=name, command=o.command, value=o.value, mode=mode,
+                    ok=o.error is None and o.readback != "readback_mismatch",
+                    plan_id=self.status.plan_id if mode == "auto" else None,
+                    slot_start=self.status.plan_slot if mode == "auto" else None,
+                    price_per_kwh=price, carbon_g_per_kwh=carbon, limits=limits,
+                    readback=o.readback_value, error=o.error))
+
+    async def _write_safe_state(self, why: str) -> None:
+        safe = safe_state(self.cfg)
+        for b in self.cfg.battery:
+            value = safe.battery_net_kw.get(b.name, 0.0)
+            await self._write_plain(b.name, setpoint_for("battery", b, value), why)
+        for c in self.cfg.ev_charger:
+            await self._write_plain(c.name, setpoint_for("ev_charger", c, safe.ev_kw.get(c.name, 0.0)), why)
+        for e in self.cfg.electrolyser:
+            await self._write_plain(e.name, setpoint_for("electrolyser", e, 0.0), why)
+        for p in self.cfg.pv:
+            await self._write_plain(p.name, setpoint_for("pv", p, None), why)
+
+    async def _write_plain(self, name: str, setpoint: Any, why: str) -> None:
+        if name not in self.links.links or setpoint is None:
+            return
+        for o in await self.links.write(name, setpoint):
+            if o.written or o.error:
+                self.store.add_setpoint(SetpointWrite(
+                    ts=self.clock.now(), device=name, command=o.command, value=o.value, mode="safe",
+                    ok=o.error is None, limits={f"safe state: {why}": 1.0}, readback=o.readback_value,
+                    error=o.error))
+
+    # -- records -----------------------------------------------------------------------------
+
+    async def telemetry_job(self) -> None:
+        now = self.clock.now()
+        rows = []
+        for name in self.links.links:
+            r = self.links.reading(name)
+            if r is None:
+                continue
+            for field_name in r.UNITS:
+                m = getattr(r, field_name)
+                v = m.value
+                if isinstance(v, bool):
+                    v = float(v)
+                if v is None or isinstance(v, int | float):
+                    rows.append(TelemetryRow(now, name, field_name, None if v is None else float(v),
+                                             m.reason if v is None else None))
+        self.store.add_telemetry(rows)
+
+    async def retention_job(self) -> None:
+        """Delete telemetry, plans and setpoint writes older than the configured retention."""
+        now = self.clock.now()
+        st = self.cfg.store
+        removed = self.store.purge(
+            telemetry_before=now - timedelta(days=st.telemetry_retention_days),
+            plans_before=now - timedelta(days=st.plan_retention_days),
+            setpoints_before=now - timedelta(days=st.plan_retention_days))
+        if any(removed.values()):
+            log.info("retention: removed %s", removed)
+
+    def _watch_devices(self) -> None:
+        for name in self.links.links:
+            online = self.links.online(name)
+            before = self._online.get(name)
+            self._online[name] = online
+            if before is None or before == online:
+                continue
+            now = self.clock.now()
+            if online:
+                self.store.clear_alarm(now, name, "device_offline")
+                self.request_plan(f"device {name} back")
+            else:
+                self._alarm(name, "device_offline", "critical",
+                            f"device {name} does not answer; safe fallback")
+                self.request_plan(f"device {name} lost")
+        self.status.devices_online = dict(self._online)
+
+    def _note_import(self, now: datetime, grid_net_kw: float | None) -> None:
+        """Track the step-average import for the billing-period peak (kept in the store)."""
+        slot = floor_to_step(now, self.step_minutes)
+        if self._slot is not None and slot != self._slot and self._slot_import:
+            average = sum(self._slot_import) / len(self._slot_import)
+            period = billing_period(self._slot, self.cfg.site.timezone)
+            if self.state.billing_period != period:
+                self.state.billing_period, self.state.peak_import_kw = period, 0.0
+            self.state.peak_import_kw = max(self.state.peak_import_kw, average)
+            self._slot_import = []
+            self._save_state()
+        self._slot = slot
+        if grid_net_kw is not None:
+            self._slot_import.append(max(0.0, grid_net_kw))
+
+    def _note_latency(self, meter: Any) -> None:
+        """Wall seconds from the meter reading the cycle acted on to this write's acknowledgement."""
+        if isinstance(meter, MeterReading) and self.links.poller is not None:
+            age = (self.links.poller.utc() - meter.power_net_kw.timestamp).total_seconds()
+            self.control_latency_s.append(age)
+
+    def _alarm(self, device: str, code: str, severity: str, message: str) -> None:
+        if self.store.raise_alarm(self.clock.now(), device, code, severity, message) is not None:
+            log.warning("alarm %s %s (%s): %s", device, code, severity, message)
+
+    def _save_state(self) -> None:
+        now = self.clock.now()
+        self.store.put_state("billing", {"period": self.state.billing_period,
+                                         "peak_import_kw": self.state.peak_import_kw}, now)
+        self.store.put_state("tank_kg", self.state.tank_kg, now)
+        self.store.put_state("electrolyser_on", self.state.electrolyser_on, now)
+        self.store.put_state("ev_sessions", self.sessions.to_json(), now)
+        self.store.put_state("override", self.status.override, now)
+        self.store.put_state("reserves", self.reserves, now)
+
+    def _resume(self) -> None:
+        """Billing-period peak, tank levels, electrolyser state, EV sessions and the override from
+        the store, when the service ran before."""
+        billing = self.store.get_state("billing")
+        if billing:
+            self.state.billing_period = billing["period"]
+            self.state.peak_import_kw = float(billing["peak_import_kw"])
+        self.state.tank_kg.update(self.store.get_state("tank_kg", {}) or {})
+        self.state.electrolyser_on.update(self.store.get_state("electrolyser_on", {}) or {})
+        self.sessions.restore(self.store.get_state("ev_sessions", []) or [])
+        self.status.override = self.store.get_state("override")
+        self.reserves = dict(self.store.get_state("reserves", {}) or {})
+
+    def set_reserve(self, battery: str, soc_min_fraction: float) -> None:
+        """Keep at least this SOC in ``battery`` (e.g. backup reserve) from the next plan on."""
+        self.reserves[battery] = soc_min_fraction
+        self._save_state()
+        self.request_plan(f"reserve {battery} {soc_min_fraction:.0%}")
+
+    def set_override(self, mode: Mode | None) -> None:
+        self.status.override = mode
+        self._save_state()
+        self.request_plan(f"override {mode or 'cleared'}")
+
+
+def wanted_setpoints(w: Wanted) -> Any:
+    """The dispatcher's wanted values as the plant's ``Setpoints`` (what the guard checks)."""
+    from drivers.sim.plant import Setpoints
+
+    sp = Setpoints()
+    sp.battery_net_kw.update(w.battery_net_kw)
+    sp.ev_kw.update(w.ev_kw)
+    sp.electrolyser_kw.update(w.electrolyser_kw)
+    sp.pv_limit_kw.update(w.pv_limit_kw)
+    return sp
