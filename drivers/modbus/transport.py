@@ -107,6 +107,9 @@ class ModbusTransport:
         self.stats = TransportStats()
         self._client: ModbusBaseClient | None = None
         self._connect_lock = asyncio.Lock()
+        # one request at a time per connection: a poll and a write of the same device (or two
+        # devices behind one gateway) must not interleave on the socket
+        self._request_lock = asyncio.Lock()
         self._backoff_s = 0.0
         self._next_attempt_at: float | None = None
         self._consecutive_timeouts = 0
@@ -173,7 +176,8 @@ class ModbusTransport:
             client = await self._ensure_connected()
             started = self.clock()
             try:
-                response = await asyncio.wait_for(call(client), 2 * self.timeout_s + 0.5)
+                async with self._request_lock:
+                    response = await asyncio.wait_for(call(client), 2 * self.timeout_s + 0.5)
             except (TimeoutError, ModbusIOException) as exc:
                 if isinstance(exc, ModbusIOException) and not self._is_timeout(exc):
                     raise TransportError(f"{what}: i/o error: {exc}") from None

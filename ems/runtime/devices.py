@@ -123,6 +123,11 @@ class DeviceLinks:
             log.warning("device %s: no reading: %s", name, exc)
             return None
 
+    async def refresh(self, name: str) -> None:
+        """Poll ``name`` now (between its scheduled polls)."""
+        if self.poller is not None and name in self.links:
+            await self.poller.poll_once(name)
+
     def online(self, name: str) -> bool:
         """The device answered within its TTL."""
         if self.poller is None or name not in self.links:

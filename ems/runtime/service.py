@@ -115,11 +115,14 @@ class SiteService:
         self._slot_import: list[float] = []
         self._slot: datetime | None = None
         self._online: dict[str, bool] = {}
-        self._last_written: dict[str, float | None] = {}
+        self._last_written: dict[tuple[str, str], float | None] = {}
         self.step_minutes = self.cfg.planning.step_minutes
         self._tasks: set[asyncio.Task[None]] = set()
         self.control_latency_s: deque[float] = deque(maxlen=10_000)
-        """Meter reading → setpoint write acknowledged, wall seconds, per written command."""
+        """Meter reading → setpoint write acknowledged, wall seconds, per written command, in
+        cycles while no plan is being solved; ``control_latency_during_solve_s`` for the others
+        (the solve thread shares the interpreter)."""
+        self.control_latency_during_solve_s: deque[float] = deque(maxlen=10_000)
         self.guard_fallbacks: set[str] = set()
         """Devices the safety guard put in their fallback in the last dispatch cycle."""
         self.reserves: dict[str, float] = {}
@@ -151,7 +154,7 @@ class SiteService:
         if keepalive is not None:
             # device watchdogs are fed between dispatch cycles too (on a fast clock they are short)
             self.scheduler.add_job(self.links.keepalive, "interval", id="keepalive", max_instances=1,
-                                   seconds=max(0.02, wall(keepalive) / 2), coalesce=True,
+                                   seconds=max(0.05, wall(keepalive) / 2), coalesce=True,
                                    misfire_grace_time=1)
         self.scheduler.start()
         await self.plan_job()  # a plan at once, not at the next slot
@@ -310,6 +313,8 @@ class SiteService:
     async def dispatch_job(self) -> None:
         now = self.clock.now()
         self.status.dispatch_cycles += 1
+        if "grid" in self.links.links:
+            await self.links.refresh("grid")  # act on the meter as it is now, not as last polled
         self._watch_devices()
         for c in self.cfg.ev_charger:
             r = self.links.reading(c.name)
@@ -387,13 +392,11 @@ class SiteService:
             values[e.name] = ("electrolyser", e, safe.electrolyser_kw.get(e.name, 0.0))
         for p in self.cfg.pv:
             values[p.name] = ("pv", p, safe.pv_limit_kw.get(p.name))
-        for name, (section, asset, value) in values.items():
-            if name not in self.links.links:
-                continue
-            setpoint = setpoint_for(section, asset, value)
-            if setpoint is None:
-                continue
-            outcomes = await self.links.write(name, setpoint)
+        setpoints = {name: sp for name, (section, asset, value) in values.items()
+                     if name in self.links.links and (sp := setpoint_for(section, asset, value)) is not None}
+        # each device has its own connection: write them side by side
+        written = await asyncio.gather(*(self.links.write(n, sp) for n, sp in setpoints.items()))
+        for name, outcomes in zip(setpoints, written, strict=True):
             limits = {why: 1.0 for why in wanted.bound_by.get(name, [])}
             limits.update({f"guard: {why}": 1.0 for why in result.bound_by.get(name, [])})
             limits["grid_import_limit_kw"] = import_limit
@@ -401,8 +404,12 @@ class SiteService:
             if any(o.written and o.error is None for o in outcomes):
                 self._note_latency(readings.get("grid"))
             for o in outcomes:
-                if not (o.written and not o.keepalive) and o.error is None:
+                # the audit log keeps every new value (a keep-alive may carry one too) and every error
+                key = (name, o.command)
+                if o.error is None and not (o.written and self._last_written.get(key) != o.value):
                     continue
+                if o.written:
+                    self._last_written[key] = o.value
                 if o.error is not None:
                     self.status.writes_failed += 1
                 self.store.add_setpoint(SetpointWrite(
@@ -501,7 +508,7 @@ class SiteService:
         """Wall seconds from the meter reading the cycle acted on to this write's acknowledgement."""
         if isinstance(meter, MeterReading) and self.links.poller is not None:
             age = (self.links.poller.utc() - meter.power_net_kw.timestamp).total_seconds()
-            self.control_latency_s.append(age)
+            (self.control_latency_during_solve_s if self._solving else self.control_latency_s).append(age)
 
     def _alarm(self, device: str, code: str, severity: str, message: str) -> None:
         if self.store.raise_alarm(self.clock.now(), device, code, severity, message) is not None:
