@@ -127,6 +127,7 @@ class Poller:
                 raise ValueError(f"device {t.name!r}: name: used twice")
             self._devices[t.name] = _Device(t, self.pool.get(t.host, t.port))
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     @property
     def names(self) -> list[str]:
@@ -142,6 +143,7 @@ class Poller:
         """Start one polling task per device (call inside a running event loop)."""
         if self._tasks:
             return
+        self._stopping = False
         count = len(self._devices)
         self._tasks = [
             asyncio.create_task(self._loop(d, i / count if self.spread else 0.0), name=f"poll {n}")
@@ -149,9 +151,14 @@ class Poller:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopping = True
+        pending = set(self._tasks)
+        while pending:
+            # Python 3.11's asyncio.wait_for can swallow a cancellation that races with its
+            # inner result: cancel again until every polling task has really ended
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
         self._tasks = []
         if self._own_pool:
             self.pool.close()
@@ -167,7 +174,7 @@ class Poller:
         interval = dev.target.interval_s
         due = self.clock() + phase * interval
         await self.sleep(due - self.clock())
-        while True:
+        while not self._stopping:
             try:
                 await self._poll(dev)
             except asyncio.CancelledError:

@@ -5,6 +5,7 @@ solves and the API on a real socket."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -46,11 +47,25 @@ Scenario = Callable[[Any, Any], Awaitable[None]]
 
 
 def run(loaded: LoadedSite, store: Store, speed: float, scenario: Scenario,
-        api_port: int | None = None, start: datetime = START) -> Any:
-    """Run the service with the site's simulators until ``scenario(service, sim)`` returns."""
+        api_port: int | None = None, start: datetime = START, limit_s: float = 60.0) -> Any:
+    """Run the service with the site's simulators until ``scenario(service, sim)`` returns.
+    After ``limit_s`` wall seconds the run is stopped and every task's stack is printed, so a
+    stuck run fails with a diagnosis instead of hanging the suite."""
     async def main() -> Any:
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
+        expired: list[bool] = []
+
+        async def watchdog() -> None:
+            await asyncio.sleep(limit_s)
+            expired.append(True)
+            for task in asyncio.all_tasks():
+                buffer = io.StringIO()
+                task.print_stack(limit=15, file=buffer)
+                sys.stderr.write(f"--- task {task.get_name()}\n{buffer.getvalue()}")
+            stop.set()
+
+        guard = asyncio.get_running_loop().create_task(watchdog())
 
         def started(service: Any, sim: Any) -> None:
             async def go() -> None:
@@ -62,6 +77,8 @@ def run(loaded: LoadedSite, store: Store, speed: float, scenario: Scenario,
 
         service = await run_service(loaded, store, True, speed, start, None, on_started=started,
                                     api_port=api_port, stop=stop)
+        guard.cancel()
+        assert not expired, f"the run did not end within {limit_s:g} s (task stacks on stderr)"
         for t in tasks:
             t.result()  # a failed assertion in the scenario fails the test
         return service
@@ -173,6 +190,7 @@ def test_a_failing_solver_means_fallback_within_one_dispatch_cycle(tmp_path: Pat
             raise RuntimeError("solver crashed")
 
         service.planner.solve = broken
+        await until(lambda: not service._solving, "the running solve to end")
         await service.plan_job("test")
         await service.dispatch_job()
         assert service.status.mode == "fallback"

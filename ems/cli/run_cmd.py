@@ -46,16 +46,6 @@ def open_store(site: LoadedSite, url: str | None = None) -> Store:
         fail(f"store {chosen or state_dir(site) / 'ems.sqlite'}: cannot open: {str(exc).splitlines()[0]}")
 
 
-def service_settings(site: LoadedSite):  # type: ignore[no-untyped-def]
-    from ems.runtime.service import ServiceSettings
-
-    s, st = site.config.service, site.config.store
-    return ServiceSettings(dispatch_s=s.dispatch_every_s, telemetry_s=st.telemetry_every_s,
-                           poll_interval_s=s.poll_every_s, stale_after_s=s.stale_after_s,
-                           ev_default_energy_kwh=s.ev_default_energy_kwh,
-                           ev_default_dwell_h=s.ev_default_dwell_hours)
-
-
 async def start_api(service: SiteService, host: str, port: int) -> tuple[Any, asyncio.Task[None]]:
     """Serve the API on the running loop (uvicorn; the service owns the signal handlers)."""
     import uvicorn
@@ -68,7 +58,7 @@ async def start_api(service: SiteService, host: str, port: int) -> tuple[Any, as
             yield
 
     server = Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
-                                   lifespan="off"))
+                                   lifespan="off", timeout_graceful_shutdown=3))
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
@@ -99,7 +89,7 @@ async def run_service(site: LoadedSite, store: Store, simulate: bool, speed: flo
         sim = simulator_for_site(site, clock.sim_seconds, clock.start_utc)
         await sim.start()
         sim_task = asyncio.create_task(sim.run(0.1, stop))
-    service = SiteService(site, store, clock, service_settings(site))
+    service = SiteService(site, store, clock)
     api = None
     try:
         await service.start()
@@ -114,7 +104,8 @@ async def run_service(site: LoadedSite, store: Store, simulate: bool, speed: flo
         stop.set()
         if api is not None:
             api[0].should_exit = True
-            await api[1]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(api[1], 10.0)
         await service.stop()
         if sim is not None:
             if sim_task is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drivers.sim.plant import Setpoints
 from ems.config.models import SiteConfig
 from optimizer import Plan
 
@@ -31,11 +32,9 @@ class Measured:
 
 
 @dataclass
-class Wanted:
-    battery_net_kw: dict[str, float] = field(default_factory=dict)
-    ev_kw: dict[str, float] = field(default_factory=dict)
-    electrolyser_kw: dict[str, float] = field(default_factory=dict)
-    pv_limit_kw: dict[str, float | None] = field(default_factory=dict)
+class Wanted(Setpoints):
+    """Setpoints the dispatcher wants (what the safety guard then checks)."""
+
     bound_by: dict[str, list[str]] = field(default_factory=dict)
     """Asset -> limits that bound its value this cycle (for the audit log)."""
 

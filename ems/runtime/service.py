@@ -53,19 +53,8 @@ log = logging.getLogger("ems.service")
 Mode = Literal["auto", "fallback", "pause"]
 
 
-@dataclass
-class ServiceSettings:
-    dispatch_s: float = 2.0
-    """Site seconds between dispatch cycles."""
-    telemetry_s: float = 60.0
-    """Site seconds between telemetry records."""
-    poll_interval_s: float = 1.0
-    """Wall seconds between polls of a device."""
-    stale_after_s: float = 5.0
-    """Wall seconds after which a device's reading is stale."""
-    min_wall_period_s: float = 0.2
-    ev_default_energy_kwh: float = 20.0
-    ev_default_dwell_h: float = 8.0
+MIN_WALL_PERIOD_S = 0.2
+"""Shortest wall-clock period of the dispatch and telemetry jobs (on a fast site clock)."""
 
 
 @dataclass
@@ -89,22 +78,23 @@ class Status:
 
 class SiteService:
     def __init__(self, site: LoadedSite, store: Store, clock: SiteClock,
-                 settings: ServiceSettings | None = None, links: DeviceLinks | None = None) -> None:
+                 links: DeviceLinks | None = None) -> None:
         self.site = site
         self.cfg = site.config
         self.store = store
         self.clock = clock
-        self.settings = settings or ServiceSettings()
+        self.settings = self.cfg.service
         # polling and staleness follow the site clock, within what loopback Modbus can keep up with
         # (a solve holds the interpreter for a moment: staleness is at least 1 wall second)
-        poll_s = max(0.1, self.settings.poll_interval_s / clock.speed)
+        poll_s = max(0.1, self.settings.poll_every_s / clock.speed)
         ttl_s = max(1.0, 3 * poll_s, self.settings.stale_after_s / clock.speed)
         self.links = links or DeviceLinks(self.cfg, poll_interval_s=poll_s, ttl_s=ttl_s,
                                           command_clock=clock.sim_seconds)
         self.status = Status()
         # readings are stamped in wall time (the device layer's clock): so is the guard's limit
         self.guard = SafetyGuard(self.cfg, staleness_s=self.links.ttl_s or 3 * self.links.poll_interval_s)
-        self.sessions = SessionTracker(self.settings.ev_default_energy_kwh, self.settings.ev_default_dwell_h)
+        self.sessions = SessionTracker(self.settings.ev_default_energy_kwh,
+                                       self.settings.ev_default_dwell_hours)
         self.state: SiteState = initial_state(self.cfg)
         self.plan: Plan | None = None
         self.inputs: SiteInputs | None = None
@@ -112,6 +102,7 @@ class SiteService:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="solve")
         self.scheduler = AsyncIOScheduler()
         self._solving = False
+        self._pending: str | None = None
         self._slot_import: list[float] = []
         self._slot: datetime | None = None
         self._online: dict[str, bool] = {}
@@ -141,12 +132,12 @@ class SiteService:
         first_plan = datetime.now().astimezone() + timedelta(seconds=wall((next_slot - now).total_seconds()))
         self.scheduler.add_job(self.plan_job, "interval", seconds=wall(step_s), next_run_time=first_plan,
                                id="plan", max_instances=1, coalesce=True, misfire_grace_time=5)
-        period = max(self.settings.min_wall_period_s, wall(self.settings.dispatch_s),
+        period = max(MIN_WALL_PERIOD_S, wall(self.settings.dispatch_every_s),
                      self.links.poll_interval_s)
         self.scheduler.add_job(self.dispatch_job, "interval", seconds=period, id="dispatch",
                                max_instances=1, coalesce=True, misfire_grace_time=1)
         self.scheduler.add_job(self.telemetry_job, "interval", id="telemetry", max_instances=1,
-                               seconds=max(self.settings.min_wall_period_s, wall(self.settings.telemetry_s)),
+                               seconds=max(MIN_WALL_PERIOD_S, wall(self.cfg.store.telemetry_every_s)),
                                coalesce=True, misfire_grace_time=5)
         self.scheduler.add_job(self.retention_job, "interval", id="retention", max_instances=1,
                                seconds=max(1.0, wall(3600.0)), coalesce=True, misfire_grace_time=60)
@@ -180,11 +171,16 @@ class SiteService:
     async def plan_job(self, reason: str = "slot") -> None:
         if self._solving:
             self.status.plans_skipped += 1
+            if reason != "slot":
+                self._pending = reason  # events during a solve coalesce into one re-plan after it
             log.info("plan skipped (%s): a solve is still running", reason)
             return
         self._solving = True
         try:
             await self._plan(reason)
+            while self._pending is not None:
+                reason, self._pending = f"{self._pending} (after the running solve)", None
+                await self._plan(reason)
         finally:
             self._solving = False
 
@@ -369,7 +365,7 @@ class SiteService:
     async def _apply(self, now: datetime, wanted: Wanted, mode: Mode, step: int | None,
                      import_limit: float, export_limit: float) -> None:
         readings = {name: self.links.reading(name) for name in self.links.links}
-        result = self.guard.check(wanted_setpoints(wanted), readings, self.links.poller.utc()
+        result = self.guard.check(wanted, readings, self.links.poller.utc()
                                   if self.links.poller else now)
         self.guard_fallbacks = set(result.fallback_devices)
         for event in result.raised:
@@ -547,15 +543,3 @@ class SiteService:
         self.status.override = mode
         self._save_state()
         self.request_plan(f"override {mode or 'cleared'}")
-
-
-def wanted_setpoints(w: Wanted) -> Any:
-    """The dispatcher's wanted values as the plant's ``Setpoints`` (what the guard checks)."""
-    from drivers.sim.plant import Setpoints
-
-    sp = Setpoints()
-    sp.battery_net_kw.update(w.battery_net_kw)
-    sp.ev_kw.update(w.ev_kw)
-    sp.electrolyser_kw.update(w.electrolyser_kw)
-    sp.pv_limit_kw.update(w.pv_limit_kw)
-    return sp
