@@ -124,7 +124,7 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
                 fields.update({n: sim.device(n).command_fields() for n in ("bess", "fleet_1", "pem")})
             await asyncio.sleep(0.05)
 
-    service = run(loaded, store, 600.0, scenario, start=start)
+    service = run(loaded, store, 600.0, scenario, start=start, limit_s=180.0)
     t0, t1 = start, datetime(2026, 1, 1, tzinfo=UTC)
     plans = store.plans(t0, t1)
     slots = int(hours * 4)
