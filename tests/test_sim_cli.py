@@ -26,7 +26,12 @@ def site_on_free_ports(tmp_path: Path) -> tuple[Path, dict[int, int]]:
     """The Guangdong site with absolute data paths and its device ports (15020..15030) moved."""
     text = (SITES / "guangdong_factory.toml").read_text(encoding="utf-8")
     text = text.replace('"data/', f'"{SITES}/data/')
-    ports = {old: free_port() for old in range(15020, 15031)}
+    ports: dict[int, int] = {}
+    for old in range(15020, 15031):  # eleven distinct ports (the OS may hand one out twice)
+        port = free_port()
+        while port in ports.values():
+            port = free_port()
+        ports[old] = port
     text = re.sub(r"^port = (150\d\d)$", lambda m: f"port = {ports[int(m.group(1))]}", text, flags=re.M)
     path = tmp_path / "site.toml"
     path.write_text(text, encoding="utf-8")
@@ -47,6 +52,9 @@ def test_sim_serves_the_site_and_device_read_reads_it(tmp_path: Path) -> None:
             table.append(line.rstrip("\n"))
             if line.startswith("simulating from"):
                 break
+        if not table:
+            proc.wait(timeout=10)
+            raise AssertionError(f"ems sim printed nothing: {proc.stderr.read() if proc.stderr else ''}")
         assert table[0].split() == ["device", "profile", "address", "unit"], table
         rows = {line.split()[0]: line.split() for line in table[1:-1] if not line.startswith("skipped")}
         assert rows["fleet_1"][1:] == ["alfen_ng9xx", f"127.0.0.1:{ports[15022]}", "1"]
