@@ -98,7 +98,7 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
     hours = 10.0
     delivered: dict[str, float] = {}
     levels: list[float] = []
-    fields: dict[str, dict[str, float]] = {}
+    held: dict[str, list[dict[str, float]]] = {"bess": [], "fleet_1": [], "pem": []}
 
     class HeavierLoad:
         def __init__(self, inner: Any) -> None:
@@ -120,8 +120,9 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
                 if c.vehicle is not None:
                     delivered[c.vehicle.session_id] = c.vehicle.delivered_kwh
             levels.append(sim.plant.tanks["h2_tank"].level_kg)
-            if service.clock.sim_seconds() > 3600 and not fields:
-                fields.update({n: sim.device(n).command_fields() for n in ("bess", "fleet_1", "pem")})
+            if service.clock.sim_seconds() > 3600:
+                for n in ("bess", "fleet_1", "pem"):
+                    held[n].append(sim.device(n).command_fields())
             await asyncio.sleep(0.05)
 
     service = run(loaded, store, 600.0, scenario, start=start, limit_s=180.0)
@@ -130,8 +131,12 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
     slots = int(hours * 4)
     assert len(plans) >= slots - 2, f"{len(plans)} plans in {slots} slots"
     assert (plans["status"] != "failed").all()
-    # setpoints reached the devices (what the simulated devices hold, read on their side)
-    assert "power_net_kw" in fields["bess"] and "current_a" in fields["fleet_1"] and "run" in fields["pem"]
+    # setpoints reached the devices (what the simulated devices hold, read on their side). At
+    # 600x a 60-s device watchdog is 0.1 s of wall time, so a busy moment of the event loop can
+    # let it lapse between keep-alives: most samples, not every one, must show the setpoint.
+    share = {n: sum(key in f for f in held[n]) / len(held[n])
+             for n, key in (("bess", "power_net_kw"), ("fleet_1", "current_a"), ("pem", "run"))}
+    assert all(v >= 0.8 for v in share.values()), share
     # from the moment the plan is followed (first write in mode auto, plus one dispatch period
     # for it to act). Before, the devices run on their defaults and the fallback rules; at 600x
     # the first solve (about 0.4 s wall, 4 site minutes) also outlasts the battery's 60-s
