@@ -18,7 +18,7 @@ from ems.cli.device_cmd import app
 if TYPE_CHECKING:
     from drivers.capabilities import CapabilityReading
     from drivers.modbus.device import PollResult
-    from ems.cli.sim_cmd import SiteDevice
+    from ems.config.site_devices import SiteDevice
 
 
 async def _poll(entry: SiteDevice,

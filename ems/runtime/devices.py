@@ -29,8 +29,8 @@ from drivers.modbus.transport import ModbusTcpTransport, TransportError
 from drivers.poller import Poller, PollTarget
 from drivers.sim.device_profiles import profile_for_device
 from drivers.sunspec import NEVER_ZERO, SUNSPEC_PROFILE_NAMES, SunSpecError, discover, get_spec, resolve
-from ems.cli.sim_cmd import SiteDevice, site_devices
 from ems.config.models import SiteConfig
+from ems.config.site_devices import SiteDevice, site_devices
 
 log = logging.getLogger("ems.devices")
 
