@@ -24,14 +24,18 @@ import pytest
 from ems.cli.run_cmd import run_service
 from ems.config import load_site
 from ems.config.loader import LoadedSite
+from ems.inputs.site_inputs import build_inputs
 from ems.store import Store
+from tests.site_files import site_on_free_ports
 
 START = datetime(2025, 7, 15, 10, 30, tzinfo=UTC)  # 18:30 in Guangdong: the vans arrive
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def site(*sets: str) -> LoadedSite:
-    return load_site("guangdong_factory", list(sets))
+def site(tmp_path: Path, *sets: str) -> LoadedSite:
+    """The Guangdong site on free device ports, its records under ``tmp_path``."""
+    path, _ = site_on_free_ports(tmp_path)
+    return load_site(str(path), list(sets))
 
 
 async def until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
@@ -91,12 +95,13 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
     # the electrolyser feeds the forklifts from 08:00. A tight import limit (night load, vans
     # and electrolyser together exceed it) and forecast error: the real load is 15 % above
     # the series the planner sees.
-    loaded = site("grid.import_limit_kw=700", "service.ev_default_energy_kwh=45",
+    loaded = site(tmp_path, "grid.import_limit_kw=700", "service.ev_default_energy_kwh=45",
                   "service.ev_default_dwell_hours=8")
     store = Store.at_path(tmp_path / "ems.sqlite")
     start = datetime(2025, 7, 15, 15, 0, tzinfo=UTC)
     hours = 10.0
     delivered: dict[str, float] = {}
+    delivered_first: dict[str, float] = {}
     levels: list[float] = []
     held: dict[str, list[dict[str, float]]] = {"bess": [], "fleet_1": [], "pem": []}
 
@@ -119,6 +124,7 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
             for c in sim.plant.chargers.values():
                 if c.vehicle is not None:
                     delivered[c.vehicle.session_id] = c.vehicle.delivered_kwh
+                    delivered_first.setdefault(c.vehicle.session_id, c.vehicle.delivered_kwh)
             levels.append(sim.plant.tanks["h2_tank"].level_kg)
             if service.clock.sim_seconds() > 3600:
                 for n in ("bess", "fleet_1", "pem"):
@@ -156,6 +162,39 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
     auto = writes[writes["mode"] == "auto"]
     assert len(auto) > 50 and auto["plan_id"].notna().all() and auto["price_per_kwh"].notna().all()
     assert service.status.mode == "auto" and service.status.plans_failed == 0
+    check_kpis(store, loaded, start, hours, grid_all=every[(every["device"] == "grid")
+                                                          & (every["point"] == "power_net_kw")],
+               ev_kwh=sum(delivered[k] - delivered_first[k] for k in delivered))
+
+
+def check_kpis(store: Store, loaded: LoadedSite, start: datetime, hours: float,
+               grid_all: pd.DataFrame, ev_kwh: float) -> None:
+    """The daily and monthly KPIs in the store against independent figures: the telemetry's
+    grid power integrated, the vans' energy counted by the simulator, the run's price and carbon
+    ranges, and the demand charge's price."""
+    kpis = store.kpis("2025-07")
+    assert {"2025-07-15", "2025-07-16", "2025-07"} <= set(kpis), sorted(kpis)
+    month = kpis["2025-07"]
+    for name in ("grid_import_kwh", "energy_cost", "emissions_kg", "ev_energy_kwh", "hydrogen_kg"):
+        days = kpis["2025-07-15"].get(name, 0.0) + kpis["2025-07-16"].get(name, 0.0)
+        assert days == pytest.approx(month[name], rel=1e-9), name
+    ts = grid_all["ts"].drop_duplicates()
+    dt_h = float(ts.diff().median().total_seconds()) / 3600
+    telemetry_kwh = float(grid_all["value"].clip(lower=0).sum()) * dt_h
+    assert month["grid_import_kwh"] == pytest.approx(telemetry_kwh, rel=0.05)
+    assert month["ev_energy_kwh"] == pytest.approx(ev_kwh, rel=0.1)
+    frame = build_inputs(loaded, start, start + pd.Timedelta(hours=hours)).frame
+    price, carbon = frame["import_price_per_kwh"], frame["carbon_average_g_per_kwh"]
+    per_kwh = month["energy_cost"] / month["grid_import_kwh"]  # no export at night
+    assert price.min() - 1e-9 <= per_kwh <= price.max() + 1e-9
+    g_per_kwh = 1000 * month["emissions_kg"] / month["grid_import_kwh"]
+    assert carbon.min() - 1e-6 <= g_per_kwh <= carbon.max() + 1e-6
+    # the device's hydrogen counter against its flow meter times the configured kWh per kg
+    kwh_per_kg = loaded.config.electrolyser[0].kwh_per_kg
+    assert month["hydrogen_kg"] == pytest.approx(month["electrolyser_kwh"] / kwh_per_kg, rel=0.1, abs=0.5)
+    charge = loaded.config.grid.demand_charges[0].price_per_kw
+    assert month["demand_charge"] == pytest.approx(charge * month["peak_import_kw"])
+    assert month["total_cost"] == pytest.approx(month["energy_cost"] + month["demand_charge"])
 
 
 def safe_fields(sim: Any) -> dict[str, dict[str, float]]:
@@ -177,7 +216,7 @@ def test_a_device_lost_mid_run_falls_back_raises_an_alarm_and_resumes(tmp_path: 
         await until(lambda: "bess" not in service.guard_fallbacks, "battery back to the plan")
         events.append("back")
 
-    service = run(site(), store, 60.0, scenario)
+    service = run(site(tmp_path), store, 60.0, scenario)
     assert events == ["lost", "back"]
     alarms = store.alarms()
     offline = alarms[(alarms["device"] == "bess") & (alarms["code"] == "device_offline")]
@@ -201,7 +240,7 @@ def test_a_failing_solver_means_fallback_within_one_dispatch_cycle(tmp_path: Pat
         assert service.status.mode == "fallback"
         assert "planning failed: RuntimeError: solver crashed" in service.status.mode_reason
 
-    service = run(site(), store, 60.0, scenario)
+    service = run(site(tmp_path), store, 60.0, scenario)
     alarms = store.alarms(open_only=True)
     assert ("planner", "planning_failed") in set(zip(alarms["device"], alarms["code"], strict=True))
     assert service.status.plans_failed == 1
@@ -217,7 +256,7 @@ def test_shutdown_leaves_every_device_in_its_safe_state(tmp_path: Path) -> None:
         await until(lambda: abs(sim.device("bess").command_fields().get("power_net_kw", 0.0)) > 1.0,
                     "the battery following the plan")
 
-    run(site(), store, 60.0, scenario)
+    run(site(tmp_path), store, 60.0, scenario)
     fields = safe_fields(sims[0])
     assert fields["bess"]["power_net_kw"] == 0.0
     assert fields["fleet_1"]["current_a"] == 6.0  # the chargers' safe current
@@ -254,7 +293,7 @@ def test_api_needs_a_token_for_writes_and_an_override_changes_the_next_plan(
             results["mode"] = service.status.mode
             results["metrics"] = (await client.get("/metrics")).text
 
-    run(site(), store, 60.0, scenario, api_port=port)
+    run(site(tmp_path), store, 60.0, scenario, api_port=port)
     assert results["status"]["mode"] == "auto" and "bess" in results["status"]["battery_soc_fraction"]
     assert results["no_token"] == 401
     code, body = results["bad"]
@@ -280,7 +319,8 @@ def _free_port() -> int:
 def test_kill_9_and_restart_resumes_from_the_store(tmp_path: Path) -> None:
     db = tmp_path / "ems.sqlite"
     url = f"sqlite:///{db}"
-    args = [str(Path(sys.executable).parent / "ems"), "run", "guangdong_factory", "--simulate",
+    config, _ = site_on_free_ports(tmp_path)
+    args = [str(Path(sys.executable).parent / "ems"), "run", str(config), "--simulate",
             "--speed", "120", "--start", "2025-07-15T18:40", "--store", url, "--api-port", "0", "--quiet"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -291,7 +331,7 @@ def test_kill_9_and_restart_resumes_from_the_store(tmp_path: Path) -> None:
             if db.exists():
                 store = Store(url)
                 ready = store.count("plans") >= 2 and store.count("telemetry") > 0 and \
-                    store.get_state("ev_sessions")
+                    store.get_state("ev_sessions") and store.kpis("2025-07")
                 store.close()
                 if ready:
                     break
@@ -304,6 +344,7 @@ def test_kill_9_and_restart_resumes_from_the_store(tmp_path: Path) -> None:
     telemetry_before = store.count("telemetry")
     sessions_before = {s["session_id"] for s in store.get_state("ev_sessions")}
     billing_before = store.get_state("billing")
+    imported_before = store.kpis("2025-07")["2025-07"]["grid_import_kwh"]
     store.close()
 
     second = subprocess.run([*args, "--duration", "4"], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -316,6 +357,8 @@ def test_kill_9_and_restart_resumes_from_the_store(tmp_path: Path) -> None:
     billing_after = store.get_state("billing")
     assert billing_after["period"] == billing_before["period"] == "2025-07"
     assert billing_after["peak_import_kw"] >= billing_before["peak_import_kw"]
+    # the month's KPIs go on from the store's values (the second run adds to them)
+    assert store.kpis("2025-07")["2025-07"]["grid_import_kwh"] > imported_before
     store.close()
 
 
@@ -328,7 +371,8 @@ def test_the_docker_image_start_command_runs(tmp_path: Path) -> None:
     entry = json.loads(next(ln for ln in dockerfile.splitlines() if ln.startswith("ENTRYPOINT"))[10:])
     cmd = json.loads(next(ln for ln in dockerfile.splitlines() if ln.startswith("CMD"))[3:])
     assert entry == ["/app/.venv/bin/ems", "run"] and cmd[0] == "guangdong_factory"
-    args = [str(Path(sys.executable).parent / "ems"), *entry[1:], *cmd,
+    config, _ = site_on_free_ports(tmp_path)
+    args = [str(Path(sys.executable).parent / "ems"), *entry[1:], str(config), *cmd[1:],
             "--store", f"sqlite:///{tmp_path / 'ems.sqlite'}", "--api-port", str(_free_port()), "--quiet"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     db_ready = False

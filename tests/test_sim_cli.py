@@ -4,7 +4,6 @@ back through the command line."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner, Result
 
 from ems.cli.main import app
-from tests.drivers.support import free_port
+from tests.site_files import site_on_free_ports
 
 SITES = Path(__file__).resolve().parents[1] / "site_configs"
 runner = CliRunner()
@@ -20,22 +19,6 @@ runner = CliRunner()
 
 def read(*args: str) -> Result:
     return runner.invoke(app, ["device", "read", *args])
-
-
-def site_on_free_ports(tmp_path: Path) -> tuple[Path, dict[int, int]]:
-    """The Guangdong site with absolute data paths and its device ports (15020..15030) moved."""
-    text = (SITES / "guangdong_factory.toml").read_text(encoding="utf-8")
-    text = text.replace('"data/', f'"{SITES}/data/')
-    ports: dict[int, int] = {}
-    for old in range(15020, 15031):  # eleven distinct ports (the OS may hand one out twice)
-        port = free_port()
-        while port in ports.values():
-            port = free_port()
-        ports[old] = port
-    text = re.sub(r"^port = (150\d\d)$", lambda m: f"port = {ports[int(m.group(1))]}", text, flags=re.M)
-    path = tmp_path / "site.toml"
-    path.write_text(text, encoding="utf-8")
-    return path, ports
 
 
 def test_sim_serves_the_site_and_device_read_reads_it(tmp_path: Path) -> None:

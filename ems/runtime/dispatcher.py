@@ -8,10 +8,12 @@ importing. A PV limit of None means no curtailment.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from drivers.capabilities import CapabilityReading, ElectrolyserReading
 from drivers.sim.plant import Setpoints
-from ems.config.models import SiteConfig
+from ems.config.models import ElectrolyserConfig, SiteConfig
 from optimizer import Plan
 
 
@@ -29,6 +31,25 @@ class Measured:
     tank_fraction: dict[str, float | None] = field(default_factory=dict)
     """Electrolyser -> fill of the tank it feeds (0..1), when known."""
     pv_kw: dict[str, float | None] = field(default_factory=dict)
+
+
+def electrolyser_input_kw(cfg: ElectrolyserConfig, reading: CapabilityReading | None) -> float | None:
+    """Electrical input of an electrolyser (kW): its power reading; else, for a device with no
+    power point (Enapter), its hydrogen flow times the configured kWh per kg while it produces,
+    its standby draw while idle or in standby, 0 when halted; None when nothing is known."""
+    if not isinstance(reading, ElectrolyserReading):
+        return None
+    if reading.power_kw.value is not None:
+        return float(reading.power_kw.value)
+    state = reading.state.value
+    flow = reading.h2_flow_kg_per_h.value
+    if flow is not None and math.isfinite(flow) and state not in ("idle", "standby", "halted"):
+        return max(0.0, float(flow)) * cfg.kwh_per_kg
+    if state == "halted":
+        return 0.0
+    if state in ("idle", "standby"):
+        return cfg.standby_kw
+    return None
 
 
 @dataclass

@@ -31,7 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from drivers.capabilities import BatteryReading, ElectrolyserReading, EvChargerReading, MeterReading
 from ems.config.loader import LoadedSite
 from ems.control.safety import SafetyGuard, safe_state
-from ems.inputs.site_inputs import SiteInputs, build_inputs
+from ems.inputs.site_inputs import SiteInputs, build_inputs, demand_window_column
 from ems.planning.problem_builder import (
     billing_period,
     build_problem,
@@ -43,7 +43,15 @@ from ems.planning.problem_builder import (
 from ems.planning.state import SiteState
 from ems.runtime.clock import SiteClock
 from ems.runtime.devices import DeviceLinks, setpoint_for
-from ems.runtime.dispatcher import Measured, Wanted, fallback, from_plan, hold_grid_limits
+from ems.runtime.dispatcher import (
+    Measured,
+    Wanted,
+    electrolyser_input_kw,
+    fallback,
+    from_plan,
+    hold_grid_limits,
+)
+from ems.runtime.kpis import KpiMeter, StepSignals
 from ems.runtime.sessions import SessionTracker
 from ems.store import SetpointWrite, Store, TelemetryRow
 from optimizer import Plan, RollingPlanner
@@ -118,6 +126,9 @@ class SiteService:
         """Devices the safety guard put in their fallback in the last dispatch cycle."""
         self.reserves: dict[str, float] = {}
         """Battery -> SOC floor (fraction) set through the API, above the config's."""
+        self.kpis = KpiMeter(self.cfg)
+        self._slot_inputs: SiteInputs | None = None
+        """Signals of the current step when no plan covers it (fallback from the start)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -134,6 +145,8 @@ class SiteService:
                                id="plan", max_instances=1, coalesce=True, misfire_grace_time=5)
         period = max(MIN_WALL_PERIOD_S, wall(self.settings.dispatch_every_s),
                      self.links.poll_interval_s)
+        # a cycle later than a few periods (stalled loop, service stopped) is not integrated
+        self.kpis.max_gap_s = max(60.0, 5 * period * self.clock.speed)
         self.scheduler.add_job(self.dispatch_job, "interval", seconds=period, id="dispatch",
                                max_instances=1, coalesce=True, misfire_grace_time=1)
         self.scheduler.add_job(self.telemetry_job, "interval", id="telemetry", max_instances=1,
@@ -158,6 +171,7 @@ class SiteService:
         await self.links.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._save_state()
+        self._save_kpis()
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -290,7 +304,8 @@ class SiteService:
             grid_net_kw=value(grid, "power_net_kw") if isinstance(grid, MeterReading) else None,
             battery_net_kw={b.name: value(self.links.reading(b.name), "power_net_kw") for b in cfg.battery},
             ev_kw={c.name: value(self.links.reading(c.name), "power_kw") for c in cfg.ev_charger},
-            electrolyser_kw={e.name: value(self.links.reading(e.name), "power_kw") for e in cfg.electrolyser},
+            electrolyser_kw={e.name: electrolyser_input_kw(e, self.links.reading(e.name))
+                             for e in cfg.electrolyser},
             battery_soc_fraction={}, plugged={})
         for b in cfg.battery:
             soc = value(self.links.reading(b.name), "soc_pct")
@@ -321,6 +336,7 @@ class SiteService:
                     self.request_plan(f"EV {change} at {c.name}")
         measured = self.measured()
         self._note_import(now, measured.grid_net_kw)
+        self._count_kpis(now, measured)
         mode, reason = self._mode(now)
         if mode != self.status.mode:
             log.info("mode %s -> %s: %s", self.status.mode, mode, reason)
@@ -336,6 +352,7 @@ class SiteService:
             wanted = fallback(self.cfg, measured)
         import_limit, export_limit = self._limits(now)
         hold_grid_limits(wanted, self.cfg, measured, import_limit, export_limit)
+        log.debug("dispatch %s %s: measured %s; wanted %s", now.isoformat(), mode, measured, wanted)
         await self._apply(now, wanted, mode, step, import_limit, export_limit)
         await self.links.keepalive()
 
@@ -353,14 +370,30 @@ class SiteService:
             return "fallback", f"plan status {self.status.plan_status}"
         return "auto", "following the plan"
 
+    def _step_row(self, now: datetime) -> Any:
+        """The inputs row (prices, carbon, limits, demand windows) of the step holding ``now``:
+        from the current plan's inputs, else built for this step alone; None when it cannot be
+        built (e.g. no signal data)."""
+        for inputs in (self.inputs, self._slot_inputs):
+            if inputs is not None:
+                frame = inputs.frame
+                k = frame.index.searchsorted(now, side="right") - 1
+                if 0 <= k < len(frame) and now < frame.index[k] + timedelta(minutes=self.step_minutes):
+                    return frame.iloc[k]
+        slot = floor_to_step(now, self.step_minutes)
+        try:
+            self._slot_inputs = build_inputs(self.site, slot, slot + timedelta(minutes=self.step_minutes))
+        except Exception as exc:  # the limits then come from the config; KPIs count energy only
+            log.warning("no inputs for the step at %s: %s", slot.isoformat(), exc)
+            self._slot_inputs = None
+            return None
+        return self._slot_inputs.frame.iloc[0]
+
     def _limits(self, now: datetime) -> tuple[float, float]:
-        g = self.cfg.grid
-        if self.inputs is not None:
-            frame = self.inputs.frame
-            k = frame.index.searchsorted(now, side="right") - 1
-            if 0 <= k < len(frame):
-                return float(frame["import_limit_kw"].iloc[k]), float(frame["export_limit_kw"].iloc[k])
-        return g.import_limit_kw, g.export_limit_kw
+        row = self._step_row(now)
+        if row is not None:
+            return float(row["import_limit_kw"]), float(row["export_limit_kw"])
+        return self.cfg.grid.import_limit_kw, self.cfg.grid.export_limit_kw
 
     async def _apply(self, now: datetime, wanted: Wanted, mode: Mode, step: int | None,
                      import_limit: float, export_limit: float) -> None:
@@ -373,11 +406,9 @@ class SiteService:
         for event in result.cleared:
             self.store.clear_alarm(now, event.device, event.code)
         price = carbon = None
-        if self.inputs is not None and step is not None and self.plan is not None:
-            k = self.inputs.frame.index.searchsorted(now, side="right") - 1
-            if 0 <= k < len(self.inputs.frame):
-                price = float(self.inputs.frame["import_price_per_kwh"].iloc[k])
-                carbon = float(self.inputs.frame["carbon_g_per_kwh"].iloc[k])
+        row = self._step_row(now)
+        if row is not None:
+            price, carbon = float(row["import_price_per_kwh"]), float(row["carbon_g_per_kwh"])
         safe = result.setpoints
         values: dict[str, tuple[str, Any, float | None]] = {}
         for b in self.cfg.battery:
@@ -456,6 +487,7 @@ class SiteService:
                     rows.append(TelemetryRow(now, name, field_name, None if v is None else float(v),
                                              m.reason if v is None else None))
         self.store.add_telemetry(rows)
+        self._save_kpis()
 
     async def retention_job(self) -> None:
         """Delete telemetry, plans and setpoint writes older than the configured retention."""
@@ -486,19 +518,49 @@ class SiteService:
         self.status.devices_online = dict(self._online)
 
     def _note_import(self, now: datetime, grid_net_kw: float | None) -> None:
-        """Track the step-average import for the billing-period peak (kept in the store)."""
+        """Track each step's average import: the billing-period peak of every demand charge
+        whose window holds the step (kept in the store), and the KPIs' peaks."""
         slot = floor_to_step(now, self.step_minutes)
         if self._slot is not None and slot != self._slot and self._slot_import:
             average = sum(self._slot_import) / len(self._slot_import)
             period = billing_period(self._slot, self.cfg.site.timezone)
             if self.state.billing_period != period:
                 self.state.billing_period, self.state.peak_import_kw = period, 0.0
-            self.state.peak_import_kw = max(self.state.peak_import_kw, average)
+                self.state.demand_peaks_kw = {}
+            row = self._step_row(self._slot)
+            windows = [bool(row[demand_window_column(k)]) if row is not None else True
+                       for k in range(len(self.cfg.grid.demand_charges))]
+            for k, counted in enumerate(windows):
+                if counted:
+                    self.state.note_demand(k, average)
+            if not self.cfg.grid.demand_charges:
+                self.state.peak_import_kw = max(self.state.peak_import_kw, average)
+            self.kpis.note_step_import(self._slot, average, windows)
             self._slot_import = []
             self._save_state()
         self._slot = slot
         if grid_net_kw is not None:
             self._slot_import.append(max(0.0, grid_net_kw))
+
+    def _count_kpis(self, now: datetime, m: Measured) -> None:
+        row = self._step_row(now)
+        signals = None
+        if row is not None:
+            average = row.get("carbon_average_g_per_kwh", row["carbon_g_per_kwh"])
+            marginal = row.get("carbon_marginal_g_per_kwh") if len(self.cfg.grid.carbon) == 2 else None
+            signals = StepSignals(float(row["import_price_per_kwh"]), float(row["export_price_per_kwh"]),
+                                  float(average), None if marginal is None else float(marginal))
+        totals: dict[str, float | None] = {}
+        flows: dict[str, float | None] = {}
+        for e in self.cfg.electrolyser:
+            r = self.links.reading(e.name)
+            if isinstance(r, ElectrolyserReading):
+                totals[e.name], flows[e.name] = r.h2_total_kg.value, r.h2_flow_kg_per_h.value
+        self.kpis.add(now, m, signals, totals, flows)
+
+    def _save_kpis(self) -> None:
+        for period, values in self.kpis.changed().items():
+            self.store.set_kpis(period, values)
 
     def _note_latency(self, meter: Any) -> None:
         """Wall seconds from the meter reading the cycle acted on to this write's acknowledgement."""
@@ -513,7 +575,8 @@ class SiteService:
     def _save_state(self) -> None:
         now = self.clock.now()
         self.store.put_state("billing", {"period": self.state.billing_period,
-                                         "peak_import_kw": self.state.peak_import_kw}, now)
+                                         "peak_import_kw": self.state.peak_import_kw,
+                                         "demand_peaks_kw": self.state.demand_peaks_kw}, now)
         self.store.put_state("tank_kg", self.state.tank_kg, now)
         self.store.put_state("electrolyser_on", self.state.electrolyser_on, now)
         self.store.put_state("ev_sessions", self.sessions.to_json(), now)
@@ -527,6 +590,10 @@ class SiteService:
         if billing:
             self.state.billing_period = billing["period"]
             self.state.peak_import_kw = float(billing["peak_import_kw"])
+            self.state.demand_peaks_kw = {int(k): float(v)
+                                          for k, v in (billing.get("demand_peaks_kw") or {}).items()}
+        _, month = self.kpis.periods(self.clock.now())
+        self.kpis.values.update(self.store.kpis(month))  # the month's row and its days' rows
         self.state.tank_kg.update(self.store.get_state("tank_kg", {}) or {})
         self.state.electrolyser_on.update(self.store.get_state("electrolyser_on", {}) or {})
         self.sessions.restore(self.store.get_state("ev_sessions", []) or [])
