@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ems.cli.run_cmd import run_service
 from ems.config import load_site
@@ -306,6 +307,15 @@ def test_api_needs_a_token_for_writes_and_an_override_changes_the_next_plan(
     assert above and all(v >= 1200 - 1e-3 for v in soc[above[0]:])
     assert results["pause"] == 200 and results["mode"] == "pause"
     assert 'ems_mode{mode="pause"} 1.0' in results["metrics"]
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(results["metrics"]):
+        for sample in family.samples:
+            if sample.name.endswith("_count"):
+                counts[sample.name] = counts.get(sample.name, 0.0) + sample.value
+    assert counts["ems_dispatch_cycle_seconds_count"] >= 2  # loop timings
+    assert counts["ems_dispatch_interval_seconds_count"] >= 1
+    assert counts["ems_plan_solve_seconds_count"] >= 2
+    assert counts["ems_control_latency_seconds_count"] >= 1
 
 
 def _free_port() -> int:
@@ -373,7 +383,7 @@ def test_the_docker_image_start_command_runs(tmp_path: Path) -> None:
     assert entry == ["/app/.venv/bin/ems", "run"] and cmd[0] == "guangdong_factory"
     config, _ = site_on_free_ports(tmp_path)
     args = [str(Path(sys.executable).parent / "ems"), *entry[1:], str(config), *cmd[1:],
-            "--store", f"sqlite:///{tmp_path / 'ems.sqlite'}", "--api-port", str(_free_port()), "--quiet"]
+            "--store", f"sqlite:///{tmp_path / 'ems.sqlite'}", "--api-port", str(_free_port())]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     db_ready = False
     deadline = time.monotonic() + 60
@@ -388,3 +398,10 @@ def test_the_docker_image_start_command_runs(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "devices left in their safe state" in out
+    # the image logs JSON lines: one per plan with its headline figures, one per mode change
+    events = [json.loads(line) for line in err.splitlines() if line.strip()]
+    plan = next(e for e in events if e.get("event") == "plan")
+    assert {"time", "level", "message", "slot_start", "cost", "emissions_kg", "binding",
+            "solve_s"} <= set(plan)
+    assert plan["status"] == "optimal" and isinstance(plan["binding"], list)
+    assert any(e.get("event") == "mode" and e["to"] == "auto" for e in events)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -58,7 +57,7 @@ async def start_api(service: SiteService, host: str, port: int) -> tuple[Any, as
             yield
 
     server = Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
-                                   lifespan="off", timeout_graceful_shutdown=3))
+                                   log_config=None, lifespan="off", timeout_graceful_shutdown=3))
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
@@ -132,11 +131,14 @@ def run(
         "--api-port", help="Serve the API on this port (default: service.api_port; 0 = none).")] = None,
     verbose: Annotated[bool, typer.Option(
         "--verbose/--quiet", help="Log every plan and mode change.")] = True,
+    log_format: Annotated[str, typer.Option(
+        "--log-format", help="text, or json: one JSON object per line.")] = "text",
     sets: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a config value, e.g. service.dispatch_every_s=1.")] = None,
 ) -> None:
     """Run the controller for SITE: poll devices, re-plan every slot, dispatch safely, keep records."""
     from ems.cli.sim_cmd import parse_start
+    from ems.runtime.logs import configure_logging
 
     with input_errors():
         loaded = load(site, sets)
@@ -145,10 +147,9 @@ def run(
         if not simulate and (speed != 1.0 or start is not None):
             fail("--speed and --start need --simulate: real devices run on real time")
         start_utc = parse_start(start, loaded) if simulate else None
-        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        if log_format not in ("text", "json"):
+            fail(f"--log-format must be text or json, got {log_format!r}")
+        configure_logging("json" if log_format == "json" else "text", verbose)
         store = open_store(loaded, store_url)
         devices = f"simulated site at {speed:g}x" if simulate else "real devices"
         sys.stdout.write(f"{loaded.config.site.name}: store {store.url}; {devices}\n")

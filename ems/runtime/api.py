@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from ems.runtime.service import SiteService
@@ -45,8 +45,6 @@ bearer = HTTPBearer(auto_error=False)
 
 def create_app(service: SiteService) -> FastAPI:
     app = FastAPI(title=f"EMS {service.cfg.site.name}", version="1")
-    registry = CollectorRegistry()
-    gauges = _gauges(registry)
 
     def writer(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         token = os.environ.get(service.cfg.service.api_token_env, "")
@@ -133,55 +131,7 @@ def create_app(service: SiteService) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        _update(gauges, service)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        service.metrics.update(service)
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
-    return {
-        "power": Gauge("ems_power_kw", "Power by asset (kW; grid > 0 import, battery > 0 discharge)",
-                       ["asset"], registry=registry),
-        "soc": Gauge("ems_battery_soc_fraction", "Battery state of charge (0..1)", ["battery"],
-                     registry=registry),
-        "solve": Gauge("ems_last_solve_seconds", "Wall time of the last plan solve", registry=registry),
-        "plans": Gauge("ems_plans", "Plans by outcome since start", ["outcome"], registry=registry),
-        "mode": Gauge("ems_mode", "1 for the current mode", ["mode"], registry=registry),
-        "online": Gauge("ems_device_online", "1 when the device answers", ["device"], registry=registry),
-        "latency": Gauge("ems_device_poll_latency_p99_seconds", "Poll latency p99", ["device"],
-                         registry=registry),
-        "errors": Gauge("ems_device_poll_errors", "Failed polls since start", ["device"], registry=registry),
-        "dispatch": Gauge("ems_dispatch_cycles", "Dispatch cycles since start", registry=registry),
-    }
-
-
-def _update(g: dict[str, Gauge], service: SiteService) -> None:
-    m = service.measured()
-    st = service.status
-    if m.grid_net_kw is not None:
-        g["power"].labels("grid").set(m.grid_net_kw)
-    for group in (m.battery_net_kw, m.ev_kw, m.electrolyser_kw, m.pv_kw):
-        for name, kw in group.items():
-            if kw is not None:
-                g["power"].labels(name).set(kw)
-    for name, soc in m.battery_soc_fraction.items():
-        if soc is not None:
-            g["soc"].labels(name).set(soc)
-    if st.last_solve_s is not None:
-        g["solve"].set(st.last_solve_s)
-    for outcome, n in (("done", st.plans_done), ("failed", st.plans_failed), ("skipped", st.plans_skipped)):
-        g["plans"].labels(outcome).set(n)
-    for mode in ("auto", "fallback", "pause"):
-        g["mode"].labels(mode).set(1.0 if st.mode == mode else 0.0)
-    for name, online in st.devices_online.items():
-        g["online"].labels(name).set(1.0 if online else 0.0)
-    poller = service.links.poller
-    if poller is not None:
-        for name in poller.names:
-            stats = poller.stats(name)
-            p99 = stats.latency_p99_s
-            if p99 is not None:
-                g["latency"].labels(name).set(p99)
-            g["errors"].labels(name).set(getattr(stats, "errors", 0))
-    g["dispatch"].set(st.dispatch_cycles)

@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from ems.runtime.dispatcher import (
     hold_grid_limits,
 )
 from ems.runtime.kpis import KpiMeter, StepSignals
+from ems.runtime.metrics import ServiceMetrics
 from ems.runtime.sessions import SessionTracker
 from ems.store import SetpointWrite, Store, TelemetryRow
 from optimizer import Plan, RollingPlanner
@@ -127,6 +129,8 @@ class SiteService:
         self.reserves: dict[str, float] = {}
         """Battery -> SOC floor (fraction) set through the API, above the config's."""
         self.kpis = KpiMeter(self.cfg)
+        self.metrics = ServiceMetrics()
+        self._last_dispatch_wall: float | None = None
         self._slot_inputs: SiteInputs | None = None
         """Signals of the current step when no plan covers it (fallback from the start)."""
 
@@ -207,6 +211,7 @@ class SiteService:
             inputs = build_inputs(self.site, slot, slot + timedelta(minutes=self.step_minutes * n))
             inputs.sessions = self.sessions.events(now, self.step_minutes)
             state = self._planning_state(now)
+            built = time.perf_counter()
             problem = build_problem(self.site, inputs, slot, state, settings_from(cfg))
             if self.reserves:
                 problem = dataclasses.replace(problem, batteries=[
@@ -215,17 +220,21 @@ class SiteService:
                     for b in problem.batteries])
             loop = asyncio.get_running_loop()
             started = loop.time()
+            self.metrics.plan_build_s.observe(time.perf_counter() - built)
             plan = await loop.run_in_executor(self.executor, self.planner.solve, problem)
             solve_s = loop.time() - started
+            self.metrics.solve_s.observe(solve_s)
         except Exception as exc:  # a failed plan must not stop the service: fall back
             self.status.plans_failed += 1
             self.status.last_plan_failed = f"{type(exc).__name__}: {exc}"
             self._alarm("planner", "planning_failed", "warning",
                         f"planning at {slot.isoformat()} failed: {exc}")
-            log.error("plan %s failed: %s", reason, exc)
+            log.error("plan %s failed: %s", reason, exc, extra={
+                "event": "plan_failed", "slot_start": slot.isoformat(), "reason": reason,
+                "error": self.status.last_plan_failed})
             self.store.add_plan(self.clock.now(), slot, self.step_minutes, "failed", str(exc), {})
             return
-        self.store.clear_alarm(self.clock.now(), "planner", "planning_failed")
+        self._clear_alarm("planner", "planning_failed")
         self.status.last_plan_failed = None
         self.plan, self.inputs = plan, inputs
         headline = (f"plan {slot.isoformat()} ({reason}): cost {plan.total_cost:.2f} {cfg.site.currency}, "
@@ -242,7 +251,11 @@ class SiteService:
         self.status.plan_slot, self.status.plan_status = slot, plan.solver.status
         self.status.plans_done += 1
         self.status.last_solve_s = solve_s
-        log.info(headline)
+        log.info(headline, extra={
+            "event": "plan", "plan_id": self.status.plan_id, "slot_start": slot.isoformat(),
+            "reason": reason, "status": plan.solver.status, "cost": round(plan.total_cost, 2),
+            "currency": cfg.site.currency, "emissions_kg": round(plan.emissions_kg, 1),
+            "binding": sorted(plan.binding), "solve_s": round(solve_s, 3)})
 
     def _planning_state(self, now: datetime) -> SiteState:
         """The state a plan starts from: measured where the devices say, else the previous plan's
@@ -322,6 +335,16 @@ class SiteService:
         return m
 
     async def dispatch_job(self) -> None:
+        began = time.perf_counter()
+        if self._last_dispatch_wall is not None:
+            self.metrics.dispatch_interval_s.observe(began - self._last_dispatch_wall)
+        self._last_dispatch_wall = began
+        try:
+            await self._dispatch()
+        finally:
+            self.metrics.dispatch_cycle_s.observe(time.perf_counter() - began)
+
+    async def _dispatch(self) -> None:
         now = self.clock.now()
         self.status.dispatch_cycles += 1
         if "grid" in self.links.links:
@@ -339,7 +362,8 @@ class SiteService:
         self._count_kpis(now, measured)
         mode, reason = self._mode(now)
         if mode != self.status.mode:
-            log.info("mode %s -> %s: %s", self.status.mode, mode, reason)
+            log.info("mode %s -> %s: %s", self.status.mode, mode, reason, extra={
+                "event": "mode", "from": self.status.mode, "to": mode, "reason": reason})
         self.status.mode, self.status.mode_reason = mode, reason
         if mode == "pause":
             await self._write_safe_state("pause")
@@ -404,7 +428,7 @@ class SiteService:
         for event in result.raised:
             self._alarm(event.device, event.code, event.severity, event.message)
         for event in result.cleared:
-            self.store.clear_alarm(now, event.device, event.code)
+            self._clear_alarm(event.device, event.code)
         price = carbon = None
         row = self._step_row(now)
         if row is not None:
@@ -439,6 +463,7 @@ class SiteService:
                     self._last_written[key] = o.value
                 if o.error is not None:
                     self.status.writes_failed += 1
+                    self.metrics.write_failures.labels(name).inc()
                 self.store.add_setpoint(SetpointWrite(
                     ts=now, device=name, command=o.command, value=o.value, mode=mode,
                     ok=o.error is None and o.readback != "readback_mismatch",
@@ -507,9 +532,8 @@ class SiteService:
             self._online[name] = online
             if before is None or before == online:
                 continue
-            now = self.clock.now()
             if online:
-                self.store.clear_alarm(now, name, "device_offline")
+                self._clear_alarm(name, "device_offline")
                 self.request_plan(f"device {name} back")
             else:
                 self._alarm(name, "device_offline", "critical",
@@ -567,10 +591,20 @@ class SiteService:
         if isinstance(meter, MeterReading) and self.links.poller is not None:
             age = (self.links.poller.utc() - meter.power_net_kw.timestamp).total_seconds()
             (self.control_latency_during_solve_s if self._solving else self.control_latency_s).append(age)
+            self.metrics.control_latency_s.labels("yes" if self._solving else "no").observe(age)
 
     def _alarm(self, device: str, code: str, severity: str, message: str) -> None:
-        if self.store.raise_alarm(self.clock.now(), device, code, severity, message) is not None:
-            log.warning("alarm %s %s (%s): %s", device, code, severity, message)
+        alarm_id = self.store.raise_alarm(self.clock.now(), device, code, severity, message)
+        if alarm_id is not None:
+            self.metrics.alarms.labels(device, code).inc()
+            log.warning("alarm %s %s (%s): %s", device, code, severity, message, extra={
+                "event": "alarm", "alarm_id": alarm_id, "device": device, "code": code,
+                "severity": severity})
+
+    def _clear_alarm(self, device: str, code: str) -> None:
+        if self.store.clear_alarm(self.clock.now(), device, code):
+            log.info("alarm %s %s cleared", device, code, extra={
+                "event": "alarm_cleared", "device": device, "code": code})
 
     def _save_state(self) -> None:
         now = self.clock.now()
