@@ -27,6 +27,7 @@ from ems.config import load_site
 from ems.config.loader import LoadedSite
 from ems.inputs.site_inputs import build_inputs
 from ems.store import Store
+from tests.http_provider import Provider, Request
 from tests.site_files import site_on_free_ports
 
 START = datetime(2025, 7, 15, 10, 30, tzinfo=UTC)  # 18:30 in Guangdong: the vans arrive
@@ -104,6 +105,7 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
     delivered: dict[str, float] = {}
     delivered_first: dict[str, float] = {}
     levels: list[float] = []
+    estimates: list[tuple[float, float]] = []
     held: dict[str, list[dict[str, float]]] = {"bess": [], "fleet_1": [], "pem": []}
 
     class HeavierLoad:
@@ -127,6 +129,7 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
                     delivered[c.vehicle.session_id] = c.vehicle.delivered_kwh
                     delivered_first.setdefault(c.vehicle.session_id, c.vehicle.delivered_kwh)
             levels.append(sim.plant.tanks["h2_tank"].level_kg)
+            estimates.append((service.state.tank_kg["h2_tank"], levels[-1]))
             if service.clock.sim_seconds() > 3600:
                 for n in ("bess", "fleet_1", "pem"):
                     held[n].append(sim.device(n).command_fields())
@@ -160,6 +163,9 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
     assert drawn.groupby("ts")["value"].sum().max() > 700
     assert len(delivered) == 6 and min(delivered.values()) >= 45.0 - 0.5, delivered
     assert min(levels) > load_site("guangdong_factory").config.hydrogen_tank[0].floor_kg
+    # the service's tank estimate (production counted from the electrolyser, offtake from the
+    # config) follows the simulated tank: within 2 kg of 250 at every sample
+    assert max(abs(est - real) for est, real in estimates) <= 2.0, estimates[-5:]
     auto = writes[writes["mode"] == "auto"]
     assert len(auto) > 50 and auto["plan_id"].notna().all() and auto["price_per_kwh"].notna().all()
     assert service.status.mode == "auto" and service.status.plans_failed == 0
@@ -405,3 +411,74 @@ def test_the_docker_image_start_command_runs(tmp_path: Path) -> None:
             "solve_s"} <= set(plan)
     assert plan["status"] == "optimal" and isinstance(plan["binding"], list)
     assert any(e.get("event") == "mode" and e["to"] == "auto" for e in events)
+
+
+def test_live_prices_are_fetched_new_data_replans_and_a_bad_reply_raises_an_alarm(
+        tmp_path: Path, provider: Provider) -> None:
+    """The site on Nord Pool day-ahead prices (a local server in Nord Pool's recorded shape):
+    the first plan uses the fetched prices; new prices re-plan at once; a malformed reply keeps
+    the last good prices and raises a signal_stale alarm, cleared when the source is back."""
+    level = {"eur_per_mwh": 100.0, "broken": False}
+
+    def nordpool_day(req: Request) -> tuple[int, bytes]:
+        if level["broken"]:
+            return 200, b"{not json"
+        day = req["query"]["date"]
+        doc = json.loads((ROOT / "tests" / "fixtures" / "signals"
+                          / "nordpool_dayahead_2024-10-27_ee_fi.json").read_bytes())
+        start = pd.Timestamp(day, tz="Europe/Oslo").tz_convert("UTC")
+        doc["deliveryDateCET"] = day
+        doc["multiAreaEntries"] = [
+            {"deliveryStart": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "deliveryEnd": (t + pd.Timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "entryPerArea": {"FI": level["eur_per_mwh"] + t.hour}}
+            for t in pd.date_range(start, start + pd.Timedelta(days=1), freq="h", inclusive="left")]
+        return 200, json.dumps(doc).encode()
+
+    provider.routes["/nordpool"] = nordpool_day
+    path, _ = site_on_free_ports(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    tou = text[text.index("[grid.tariff]"):text.index("[grid.export_tariff]")]
+    text = text.replace(tou, f'''[grid.tariff]
+kind = "dynamic"
+exchange_rate = 7.8
+source = {{ provider = "nordpool", area = "FI", base_url = "{provider.url}/nordpool" }}
+
+''')
+    state = f'state_dir = "{tmp_path / "state"}"'
+    text = text.replace('name = "guangdong_factory"\n', f'name = "guangdong_factory"\n{state}\n')
+    path.write_text(text, encoding="utf-8")
+    loaded = load_site(str(path), ["service.signals_every_s=120"])
+    store = Store.at_path(tmp_path / "ems.sqlite")
+    seen: dict[str, Any] = {}
+
+    def cny_per_kwh(eur_per_mwh: float, slot: str) -> float:
+        return (eur_per_mwh + pd.Timestamp(slot).hour) / 1000 * 7.8
+
+    async def scenario(service: Any, sim: Any) -> None:
+        latest = store.latest_plan()
+        seen["first"] = (latest["slot_start"].isoformat(), latest["body"]["import_price_per_kwh"][0])
+        level["eur_per_mwh"] = 300.0
+        await until(lambda: "new import_price data" in (store.latest_plan() or {}).get("headline", ""),
+                    "a plan on the new prices")
+        latest = store.latest_plan()
+        seen["new"] = (latest["slot_start"].isoformat(), latest["body"]["import_price_per_kwh"][0])
+        level["broken"] = True
+        stale = store.alarms(open_only=True)
+        await until(lambda: "signal_stale" in set(store.alarms(open_only=True)["code"]), "a stale alarm")
+        seen["stale"] = store.alarms(open_only=True).to_dict("records")
+        seen["mode_while_stale"] = service.status.mode
+        level["broken"] = False
+        await until(lambda: "signal_stale" not in set(store.alarms(open_only=True)["code"]),
+                    "the stale alarm cleared")
+        assert stale.empty or "signal_stale" not in set(stale["code"])
+
+    run(loaded, store, 60.0, scenario)
+    slot, price = seen["first"]
+    assert price == pytest.approx(cny_per_kwh(100.0, slot))
+    slot, price = seen["new"]
+    assert price == pytest.approx(cny_per_kwh(300.0, slot))
+    alarm = next(a for a in seen["stale"] if a["code"] == "signal_stale")
+    assert alarm["device"] == "signal:import_price" and "grid.tariff (nordpool)" in alarm["message"]
+    assert seen["mode_while_stale"] == "auto"  # planning goes on with the last good prices
+    assert {r["query"]["deliveryArea"] for r in provider.paths("/nordpool")} == {"FI"}

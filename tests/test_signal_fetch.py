@@ -5,11 +5,8 @@ persistence past the published data, and a failed fetch that keeps the last good
 from __future__ import annotations
 
 import json
-import threading
-import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,60 +27,11 @@ from ems.signals.cache import SignalCache
 from ems.signals.fetch import fetch_carbon, fetch_prices
 from ems.signals.series import Signal
 from ems.signals.site_signals import fill_by_persistence
+from tests.http_provider import Provider, Request
 
 FIXTURES = Path(__file__).parent / "fixtures" / "signals"
 DATA = Path(__file__).resolve().parents[1] / "site_configs" / "data"
 runner = CliRunner()
-
-
-# -- a local provider: routes path prefixes to handlers, records every request --------------------
-
-Request = dict[str, Any]
-Route = Callable[[Request], tuple[int, bytes]]
-
-
-class Provider:
-    def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
-        self.requests: list[Request] = []
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self, body: bytes | None) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                req = {"path": url.path, "query": dict(urllib.parse.parse_qsl(url.query)),
-                       "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
-                provider.requests.append(req)
-                route = next((r for p, r in provider.routes.items() if url.path.startswith(p)), None)
-                status, payload = route(req) if route else (404, b"")
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_GET(self) -> None:
-                self._serve(None)
-
-            def do_POST(self) -> None:
-                self._serve(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def paths(self, prefix: str) -> list[Request]:
-        return [r for r in self.requests if r["path"].startswith(prefix)]
-
-
-@pytest.fixture()
-def provider() -> Iterator[Provider]:
-    p = Provider()
-    thread = threading.Thread(target=p.httpd.serve_forever, daemon=True)
-    thread.start()
-    yield p
-    p.httpd.shutdown()
-    p.httpd.server_close()
 
 
 def fixture(name: str) -> bytes:

@@ -69,7 +69,8 @@ class SeriesWindow:
         frame = self._frame
         if frame is None or not frame.index[0] <= ts < frame.index[-1]:
             day = ts.floor("D").to_pydatetime()
-            frame = self._frame = build_inputs(self.site, day, day + timedelta(days=self.days)).frame
+            frame = self._frame = build_inputs(self.site, day, day + timedelta(days=self.days),
+                                               signals=False).frame
         position = int(frame.index.searchsorted(ts, side="right")) - 1
         row: pd.Series[float] = frame.iloc[max(0, position)]
         return row
@@ -142,7 +143,8 @@ def simulator_for_site(site: LoadedSite, clock: Callable[[], float], start_utc: 
     if cfg.ev_sessions is not None:
         window = SeriesWindow(site)._inside(start_utc)
         shift = start_utc - window
-        found = build_inputs(site, window - timedelta(days=1), window + timedelta(days=session_days)).sessions
+        found = build_inputs(site, window - timedelta(days=1), window + timedelta(days=session_days),
+                             signals=False).sessions
         sessions = [VehicleSession(s.charger, s.session_id, s.arrival_utc + shift, s.departure_utc + shift,
                                    s.energy_kwh) for s in found]
     return SiteSimulator(plant_from_config(cfg), devices, SeriesWindow(site), start_utc=start_utc,

@@ -563,6 +563,8 @@ class ServiceConfig(Strict):
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     api_token_env: str = "EMS_API_TOKEN"
     """Environment variable with the bearer token API writes need."""
+    signals_every_s: Annotated[float, Field(ge=60)] = 1800.0
+    """How often live tariff and carbon sources are fetched (site seconds); new data re-plans."""
 
 
 class SiteConfig(Strict):

@@ -299,25 +299,34 @@ def demand_windows(charges: list[DemandCharge], local: pd.DatetimeIndex) -> dict
     return out
 
 
-def build_inputs(site: LoadedSite, start_utc: datetime, end_utc: datetime) -> SiteInputs:
-    """Inputs for every step in [start_utc, end_utc)."""
+def build_inputs(site: LoadedSite, start_utc: datetime, end_utc: datetime,
+                 signals: bool = True) -> SiteInputs:
+    """Inputs for every step in [start_utc, end_utc). ``signals=False`` leaves out the price and
+    carbon columns (a plant simulator needs only PV, load, offtake and sessions, and a live
+    signal may not be fetched yet)."""
     cfg: SiteConfig = site.config
     steps = step_index(start_utc, end_utc, cfg.planning.step_minutes)
     local = local_steps(steps, cfg.site.timezone)
     step_h = cfg.planning.step_minutes / 60.0
     g = cfg.grid
     notes: list[str] = []
-    carbon = {cs.kind: carbon_series(cs, site, steps, "grid.carbon" if len(g.carbon) == 1
-                                     else f"grid.carbon[{i}]", notes) for i, cs in enumerate(g.carbon)}
-    cols: dict[str, np.ndarray] = {
-        "import_price_per_kwh": tariff_prices(g.tariff, site, steps, "grid.tariff", notes),
-        "export_price_per_kwh": tariff_prices(g.export_tariff, site, steps, "grid.export_tariff", notes),
-        "carbon_g_per_kwh": carbon[cfg.planning_carbon.kind],
-        **{f"carbon_{kind}_g_per_kwh": values for kind, values in carbon.items()},
+    cols: dict[str, np.ndarray] = {}
+    if signals:
+        carbon = {cs.kind: carbon_series(cs, site, steps, "grid.carbon" if len(g.carbon) == 1
+                                         else f"grid.carbon[{i}]", notes)
+                  for i, cs in enumerate(g.carbon)}
+        cols.update({
+            "import_price_per_kwh": tariff_prices(g.tariff, site, steps, "grid.tariff", notes),
+            "export_price_per_kwh": tariff_prices(g.export_tariff, site, steps, "grid.export_tariff",
+                                                  notes),
+            "carbon_g_per_kwh": carbon[cfg.planning_carbon.kind],
+            **{f"carbon_{kind}_g_per_kwh": values for kind, values in carbon.items()},
+        })
+    cols.update({
         "import_limit_kw": limit_series(g.import_limit_kw, g.import_limit_rules, local),
         "export_limit_kw": limit_series(g.export_limit_kw, g.export_limit_rules, local),
         **demand_windows(g.demand_charges, local),
-    }
+    })
     for pv in cfg.pv:
         cols[f"pv:{pv.name}_kw"] = pv_series(pv, site, steps)
     for ld in cfg.load:

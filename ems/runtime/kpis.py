@@ -12,6 +12,7 @@ windows this month. A missing reading adds nothing (it is never counted as 0 kW)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -60,6 +61,10 @@ class KpiMeter:
     _last: datetime | None = None
     _h2_total_kg: dict[str, float] = field(default_factory=dict)
     _changed: set[str] = field(default_factory=set)
+    interval_h: float = 0.0
+    """Length of the interval the last ``add`` counted (h; 0 when it counted nothing)."""
+    hydrogen_kg: dict[str, float] = field(default_factory=dict)
+    """Electrolyser -> kg it produced in that interval."""
 
     def periods(self, at: datetime) -> tuple[str, str]:
         local = at.astimezone(ZoneInfo(self.cfg.site.timezone))
@@ -72,12 +77,13 @@ class KpiMeter:
         last, self._last = self._last, at
         totals = h2_total_kg or {}
         produced_by_counter = self._counter_deltas(totals)
+        self.interval_h, self.hydrogen_kg = 0.0, {}
         if last is None:
             return
         dt_s = (at - last).total_seconds()
         if dt_s <= 0 or dt_s > self.max_gap_s:
             return
-        dt_h = dt_s / 3600.0
+        dt_h = self.interval_h = dt_s / 3600.0
         add: dict[str, float] = {}
         grid = m.grid_net_kw
         if grid is None:
@@ -100,16 +106,17 @@ class KpiMeter:
         add["electrolyser_kwh"] = sum(max(0.0, v) for v in m.electrolyser_kw.values()
                                       if v is not None) * dt_h
         flows = h2_flow_kg_per_h or {}
-        h2 = 0.0
         for e in self.cfg.electrolyser:
             # the device's own counter, else its flow meter, else its power over its kWh per kg
+            kg = 0.0
             if e.name in produced_by_counter:
-                h2 += produced_by_counter[e.name]
-            elif (flow := flows.get(e.name)) is not None:
-                h2 += max(0.0, flow) * dt_h
+                kg = produced_by_counter[e.name]
+            elif (flow := flows.get(e.name)) is not None and math.isfinite(flow):
+                kg = max(0.0, flow) * dt_h
             elif (kw := m.electrolyser_kw.get(e.name)) is not None:
-                h2 += max(0.0, kw) * dt_h / e.kwh_per_kg
-        add["hydrogen_kg"] = h2
+                kg = max(0.0, kw) * dt_h / e.kwh_per_kg
+            self.hydrogen_kg[e.name] = kg
+        add["hydrogen_kg"] = sum(self.hydrogen_kg.values())
         for period in self.periods(last):  # an interval belongs to the day it began in
             self._changed.add(period)
             row = self.values.setdefault(period, {})

@@ -8,6 +8,10 @@
 - dispatch: every ``dispatch_s`` of site time (at least every ``min_wall_period_s`` wall
   seconds): plan slot targets (or rules), grid limits from the meter, the safety guard, writes.
 - telemetry: every ``telemetry_s`` of site time, every device field to the store.
+- signals: every ``service.signals_every_s`` of site time (and before the first plan), the live
+  tariff and carbon sources into the signal cache (HTTP in a worker thread). A source that fails
+  keeps its last good data and raises a ``signal_stale`` alarm; values that change within the
+  plan horizon re-plan at once.
 Polling runs in the device layer's own tasks (wall time).
 
 Mode: "auto" follows the plan; "fallback" when the last plan failed or is older than two plan
@@ -55,6 +59,9 @@ from ems.runtime.dispatcher import (
 from ems.runtime.kpis import KpiMeter, StepSignals
 from ems.runtime.metrics import ServiceMetrics
 from ems.runtime.sessions import SessionTracker
+from ems.signals.fetch import Get
+from ems.signals.http import get as http_get
+from ems.signals.site_signals import fetch_all, live_signals, signal_cache
 from ems.store import SetpointWrite, Store, TelemetryRow
 from optimizer import Plan, RollingPlanner
 
@@ -88,7 +95,7 @@ class Status:
 
 class SiteService:
     def __init__(self, site: LoadedSite, store: Store, clock: SiteClock,
-                 links: DeviceLinks | None = None) -> None:
+                 links: DeviceLinks | None = None, http: Get = http_get) -> None:
         self.site = site
         self.cfg = site.config
         self.store = store
@@ -130,6 +137,10 @@ class SiteService:
         """Battery -> SOC floor (fraction) set through the API, above the config's."""
         self.kpis = KpiMeter(self.cfg)
         self.metrics = ServiceMetrics()
+        self.http = http
+        self.live_signals = [s.name for s in live_signals(site)]
+        self.signals_fetched = 0
+        """Fetch rounds done (each asks every live source once)."""
         self._last_dispatch_wall: float | None = None
         self._slot_inputs: SiteInputs | None = None
         """Signals of the current step when no plan covers it (fallback from the start)."""
@@ -164,6 +175,11 @@ class SiteService:
             self.scheduler.add_job(self.links.keepalive, "interval", id="keepalive", max_instances=1,
                                    seconds=max(0.05, wall(keepalive) / 2), coalesce=True,
                                    misfire_grace_time=1)
+        if self.live_signals:
+            await self.signals_job(replan=False)  # the first plan sees fresh prices and carbon
+            self.scheduler.add_job(self.signals_job, "interval", id="signals", max_instances=1,
+                                   seconds=max(1.0, wall(self.settings.signals_every_s)),
+                                   coalesce=True, misfire_grace_time=60)
         self.scheduler.start()
         await self.plan_job()  # a plan at once, not at the next slot
 
@@ -269,10 +285,7 @@ class SiteService:
             elif self.plan is not None:
                 state.battery_soc_kwh[b.name] = self._expected(f"{b.name}.soc_kwh", now,
                                                                state.battery_soc_kwh.get(b.name, 0.0))
-        for t in self.cfg.hydrogen_tank:
-            if self.plan is not None:
-                state.tank_kg[t.name] = self._expected(f"{t.name}.level_kg", now,
-                                                       state.tank_kg.get(t.name, 0.0))
+        # tanks: the estimate the dispatch cycles keep (see _track_tanks)
         for e in self.cfg.electrolyser:
             r = self.links.reading(e.name)
             running = r.state.value if isinstance(r, ElectrolyserReading) else None
@@ -494,6 +507,38 @@ class SiteService:
                     ok=o.error is None, limits={f"safe state: {why}": 1.0}, readback=o.readback_value,
                     error=o.error))
 
+    # -- signals -----------------------------------------------------------------------------
+
+    async def signals_job(self, replan: bool = True) -> None:
+        """Fetch every live signal into the cache; re-plan when values in the horizon changed."""
+        now = self.clock.now()
+        slot = floor_to_step(now, self.step_minutes)
+        end = slot + timedelta(minutes=self.step_minutes * horizon_steps(self.cfg))
+        cache = signal_cache(self.site, clock=self.clock.now)
+        before = {name: _window(cache.load(name), slot, end) for name in self.live_signals}
+        try:
+            outcomes = await asyncio.to_thread(fetch_all, self.site, now, self.http, cache)
+        except Exception as exc:  # e.g. the cache directory is not writable: keep running
+            self._alarm("signals", "signal_fetch_failed", "warning", f"fetching signals failed: {exc}")
+            return
+        self.signals_fetched += 1
+        changed = []
+        for o in outcomes:
+            name, where = o.signal.name, f"{o.signal.config_field} ({o.signal.provider})"
+            if o.result is None or o.result.stale:
+                why = o.error or (o.result.message if o.result is not None else None) or "no data"
+                self._alarm(f"signal:{name}", "signal_stale", "warning",
+                            f"{where}: {why}; planning goes on with the last good data")
+                continue
+            self._clear_alarm(f"signal:{name}", "signal_stale")
+            if _window(o.result, slot, end) != before.get(name):
+                changed.append(name)
+        if changed:
+            log.info("new signal data: %s", ", ".join(changed),
+                     extra={"event": "signals", "changed": changed})
+            if replan:
+                self.request_plan(f"new {', '.join(changed)} data")
+
     # -- records -----------------------------------------------------------------------------
 
     async def telemetry_job(self) -> None:
@@ -513,6 +558,7 @@ class SiteService:
                                              m.reason if v is None else None))
         self.store.add_telemetry(rows)
         self._save_kpis()
+        self._save_state()  # the tank estimate moves every cycle
 
     async def retention_job(self) -> None:
         """Delete telemetry, plans and setpoint writes older than the configured retention."""
@@ -581,6 +627,31 @@ class SiteService:
             if isinstance(r, ElectrolyserReading):
                 totals[e.name], flows[e.name] = r.h2_total_kg.value, r.h2_flow_kg_per_h.value
         self.kpis.add(now, m, signals, totals, flows)
+        self._track_tanks(row)
+
+    def _track_tanks(self, row: Any) -> None:
+        """Hydrogen tank levels (kg): a tank level the electrolyser reports, else the last estimate
+        plus what the electrolysers produced (``self.kpis.hydrogen_kg``) minus the configured
+        offtake over the interval the KPIs just counted, within [0, capacity]."""
+        dt_h = self.kpis.interval_h
+        step_h = self.step_minutes / 60.0
+        for t in self.cfg.hydrogen_tank:
+            level = self.state.tank_kg.get(t.name, t.initial_kg)
+            measured = None
+            for e in self.cfg.electrolyser:
+                if e.tank != t.name:
+                    continue
+                r = self.links.reading(e.name)
+                pct = r.tank_level_pct.value if isinstance(r, ElectrolyserReading) else None
+                if pct is not None and math.isfinite(pct):
+                    measured = pct / 100.0 * t.capacity_kg
+                level += self.kpis.hydrogen_kg.get(e.name, 0.0)
+            if row is not None:
+                for off in self.cfg.hydrogen_offtake:
+                    if off.tank == t.name:
+                        level -= float(row[f"h2:{off.name}_kg"]) / step_h * dt_h
+            self.state.tank_kg[t.name] = measured if measured is not None else \
+                min(t.capacity_kg, max(0.0, level))
 
     def _save_kpis(self) -> None:
         for period, values in self.kpis.changed().items():
@@ -644,3 +715,12 @@ class SiteService:
         self.status.override = mode
         self._save_state()
         self.request_plan(f"override {mode or 'cleared'}")
+
+
+def _window(signal: Any, start: datetime, end: datetime) -> tuple[tuple[str, float], ...] | None:
+    """A signal's values in [start, end) as comparable pairs (None when there is no signal)."""
+    if signal is None:
+        return None
+    values = signal.values
+    part = values[(values.index >= start) & (values.index < end)]
+    return tuple((t.isoformat(), round(float(v), 9)) for t, v in part.items())
