@@ -2,10 +2,17 @@
 
 Units: irradiance W/m2, temperature degC, wind m/s, power kW. Time is UTC; each weather row
 describes the interval that starts at its timestamp (irradiance is the interval mean).
+
+Importing pvlib maps scipy (and h5py, requests) into the process: about 50-70 MB of RSS that a
+long-running process keeps. `child_main` (also `python -m ems.pv_model`) computes
+`pv_from_weather_file` in a short-lived process instead: `ems.inputs.site_inputs` runs it there
+when pvlib is not loaded yet, so the site service never imports pvlib.
 """
 
 from __future__ import annotations
 
+import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +145,35 @@ def pv_ac_kw(
     ac = np.clip(np.asarray(ac_kw, dtype=float), 0.0, kwp)
     ac = np.where(zenith >= 90.0, 0.0, ac)
     return pd.Series(ac, index=weather.index, name="pv_ac_kw")
+
+
+def pv_from_weather_file(
+    path: str | Path,
+    latitude: float,
+    longitude: float,
+    kwp: float,
+    tilt_deg: float,
+    azimuth_deg: float,
+    system_loss_fraction: float = 0.14,
+) -> pd.Series:
+    """`pv_ac_kw` of the weather in the CSV at `path` (see `read_weather_csv`)."""
+    weather = read_weather_csv(Path(path))
+    return pv_ac_kw(weather, latitude, longitude, kwp, tilt_deg, azimuth_deg,
+                    system_loss_fraction=system_loss_fraction)
+
+
+def child_main() -> None:
+    """Child side of `ems.inputs.site_inputs`: reads the pickled arguments of
+    `pv_from_weather_file` from stdin and writes ``("ok", series)`` or ``("error", exception)``
+    pickled to stdout."""
+    args = pickle.load(sys.stdin.buffer)
+    try:
+        result: tuple[str, object] = ("ok", pv_from_weather_file(*args))
+    except Exception as exc:  # the parent raises it
+        result = ("error", exc)
+    sys.stdout.buffer.write(pickle.dumps(result))
+    sys.stdout.buffer.flush()
+
+
+if __name__ == "__main__":
+    child_main()

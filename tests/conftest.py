@@ -1,14 +1,16 @@
-"""Fixtures shared by the test modules: the bundled sites, loaded once per session, and a local
-HTTP server standing in for signal providers."""
+"""Fixtures shared by the test modules: the bundled sites, loaded once per session, a local HTTP
+server standing in for signal providers, and a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from ems.config import LoadedSite, load_site
+from tests import pg_server
 from tests.http_provider import Provider
 
 
@@ -30,3 +32,13 @@ def provider() -> Iterator[Provider]:
     yield p
     p.httpd.shutdown()
     p.httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    if not pg_server.available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries missing in CI (.ci/run installs postgresql)")
+        pytest.skip("PostgreSQL server binaries not installed (apt install postgresql)")
+    with pg_server.postgres_url() as url:
+        yield url

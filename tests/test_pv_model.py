@@ -161,3 +161,36 @@ def test_nan_weather_is_not_reported_as_zero() -> None:
     ac = pv_ac_kw(weather, kwp=1.0, tilt_deg=20.0, azimuth_deg=180.0, **GUANGZHOU)
     assert np.isnan(ac.iloc[1])
     assert ac.drop(ac.index[1]).gt(0.0).all()
+
+
+def test_site_inputs_compute_weather_pv_in_a_child_without_pvlib() -> None:
+    """A process that has not imported pvlib (the site service) gets weather PV from a child
+    process: pvlib and scipy stay out of it, and the numbers are exactly `pv_ac_kw`'s."""
+    import pickle
+    import subprocess
+    import sys
+
+    from ems.pv_model import pv_from_weather_file
+
+    args = (str(DATA / "guangdong_factory" / "weather.csv"), 23.13, 113.26, 1000.0, 20.0, 180.0, 0.14)
+    code = ("import pickle, sys\n"
+            "from ems.inputs.site_inputs import _pv_hourly\n"
+            "args = pickle.loads(sys.stdin.buffer.read())\n"
+            "s = _pv_hourly(args[0], 0.0, *args[1:])\n"
+            "sys.stdout.buffer.write(pickle.dumps((s, 'pvlib' in sys.modules, 'scipy' in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(args), capture_output=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    series, pvlib_loaded, scipy_loaded = pickle.loads(out)
+    assert not pvlib_loaded and not scipy_loaded
+    pd.testing.assert_series_equal(series, pv_from_weather_file(*args), check_exact=True)
+
+
+def test_weather_pv_child_raises_the_error_of_the_file(tmp_path: Path) -> None:
+    from ems.inputs.site_inputs import _pv_in_child
+
+    bad = tmp_path / "weather.csv"
+    bad.write_text("time,ghi_w_m2\n2025-01-01T00:00Z,0\n")
+    with pytest.raises(ValueError, match="missing column 'timestamp_utc'"):
+        _pv_in_child((str(bad), 23.13, 113.26, 1000.0, 20.0, 180.0, 0.14))
+    with pytest.raises(FileNotFoundError):
+        _pv_in_child((str(tmp_path / "absent.csv"), 23.13, 113.26, 1000.0, 20.0, 180.0, 0.14))

@@ -4,7 +4,6 @@ retention, and rows committed before a `kill -9` still there after it."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,19 +14,8 @@ from pathlib import Path
 import pytest
 
 from ems.store import SetpointWrite, Store, TelemetryRow
-from tests import pg_server
 
 T0 = datetime(2025, 7, 15, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    if not pg_server.available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL server binaries missing in CI (.ci/run installs postgresql)")
-        pytest.skip("PostgreSQL server binaries not installed (apt install postgresql)")
-    with pg_server.postgres_url() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

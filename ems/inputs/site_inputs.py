@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -32,6 +36,8 @@ from ems.inputs.csv_series import SeriesFileError, read_series, to_steps
 from ems.signals.series import SignalError
 from ems.signals.site_signals import adjusted_prices, cached_on_steps
 from ems.signals.units import price_unit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,10 +152,40 @@ def tou_periods(tariff: TouTariff, local: pd.DatetimeIndex) -> np.ndarray:
 @lru_cache(maxsize=16)
 def _pv_hourly(weather_path: str, mtime: float, lat: float, lon: float, kwp: float, tilt: float,
                azimuth: float, loss: float) -> pd.Series:
-    from ems.pv_model import pv_ac_kw, read_weather_csv
+    """PV AC kW of a weather file (`ems.pv_model.pv_from_weather_file`). Computed in a child
+    process while pvlib is not imported here: pvlib brings scipy, 50-70 MB that a long-running
+    process (the site service) would keep for a year of PV it needs once. Same numbers."""
+    args = (weather_path, lat, lon, kwp, tilt, azimuth, loss)
+    if "pvlib" not in sys.modules:
+        hourly = _pv_in_child(args)
+        if hourly is not None:
+            return hourly
+    from ems.pv_model import pv_from_weather_file
 
-    weather = read_weather_csv(Path(weather_path))
-    return pv_ac_kw(weather, lat, lon, kwp, tilt, azimuth, system_loss_fraction=loss)
+    return pv_from_weather_file(*args)
+
+
+_CHILD_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
+               "from ems.pv_model import child_main; child_main()")
+
+
+def _pv_in_child(args: tuple[str, float, float, float, float, float, float]) -> pd.Series | None:
+    """`pv_from_weather_file(*args)` run by a child Python; raises what it raised; None when the
+    child cannot run (the caller computes in this process)."""
+    root = str(Path(__file__).resolve().parents[2])  # the directory holding this `ems` package
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CHILD_CODE, root], input=pickle.dumps(args),
+                              stdout=subprocess.PIPE, timeout=300, check=False)
+        status, value = pickle.loads(proc.stdout) if proc.returncode == 0 else ("failed", None)
+    except (OSError, subprocess.SubprocessError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+        status, value = "failed", exc
+    if status == "ok" and isinstance(value, pd.Series):
+        return value
+    if status == "error" and isinstance(value, BaseException):
+        raise value
+    log.warning("PV of %s: the child process failed (%s); computing it here", args[0],
+                value if value is not None else f"exit status {proc.returncode}")
+    return None
 
 
 def pv_series(pv: PvConfig, site: LoadedSite, steps: pd.DatetimeIndex) -> np.ndarray:

@@ -146,15 +146,17 @@ def hold_grid_limits(w: Wanted, cfg: SiteConfig, measured: Measured, import_limi
                 w.battery_net_kw[b.name] += take
                 w.bind(b.name, f"grid import limit {import_limit_kw:g} kW")
                 over -= take
+        # EV chargers share the cut in proportion to their power (then the electrolysers do)
         for group in (w.ev_kw, w.electrolyser_kw):
-            for n in group:
-                if over <= 1e-6:
-                    break
-                cut = min(group[n], over)
-                if cut > 0:
-                    group[n] -= cut
+            total = sum(kw for kw in group.values() if kw > 0)
+            if over <= 1e-6 or total <= 0:
+                continue
+            cut_total = min(total, over)
+            for n, kw in group.items():
+                if kw > 0:
+                    group[n] = kw - cut_total * kw / total
                     w.bind(n, f"grid import limit {import_limit_kw:g} kW")
-                    over -= cut
+            over -= cut_total
     under = -predicted - export_limit_kw
     if under > 1e-6:
         for b in cfg.battery:

@@ -224,7 +224,10 @@ class SiteService:
         slot = floor_to_step(now, self.step_minutes)
         n = horizon_steps(cfg)
         try:
-            inputs = build_inputs(self.site, slot, slot + timedelta(minutes=self.step_minutes * n))
+            loop = asyncio.get_running_loop()
+            # the first build reads the site's files (PV in a child process): off the event loop
+            inputs = await loop.run_in_executor(self.executor, build_inputs, self.site, slot,
+                                                slot + timedelta(minutes=self.step_minutes * n))
             inputs.sessions = self.sessions.events(now, self.step_minutes)
             state = self._planning_state(now)
             built = time.perf_counter()
@@ -234,7 +237,6 @@ class SiteService:
                     dataclasses.replace(b, soc_min_fraction=max(b.soc_min_fraction,
                                                                 self.reserves.get(b.name, 0.0)))
                     for b in problem.batteries])
-            loop = asyncio.get_running_loop()
             started = loop.time()
             self.metrics.plan_build_s.observe(time.perf_counter() - built)
             plan = await loop.run_in_executor(self.executor, self.planner.solve, problem)
