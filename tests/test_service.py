@@ -398,18 +398,26 @@ def test_the_docker_image_start_command_runs(tmp_path: Path) -> None:
     config, _ = site_on_free_ports(tmp_path)
     args = [str(Path(sys.executable).parent / "ems"), *entry[1:], str(config), *cmd[1:],
             "--store", f"sqlite:///{tmp_path / 'ems.sqlite'}", "--api-port", str(_free_port())]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    db_ready = False
-    deadline = time.monotonic() + 60
-    while not db_ready:
-        assert proc.poll() is None and time.monotonic() < deadline, shlex.join(args)
-        if (tmp_path / "ems.sqlite").exists():
-            store = Store(f"sqlite:///{tmp_path / 'ems.sqlite'}")
-            db_ready = store.count("plans") >= 1
-            store.close()
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out_path.open("w") as out_file, err_path.open("w") as err_file:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=out_file, stderr=err_file, text=True)
+        try:
+            db_ready = False
+            deadline = time.monotonic() + 60
+            while not db_ready:
+                assert proc.poll() is None and time.monotonic() < deadline, shlex.join(args)
+                if (tmp_path / "ems.sqlite").exists():
+                    store = Store(f"sqlite:///{tmp_path / 'ems.sqlite'}")
+                    db_ready = store.count("plans") >= 1
+                    store.close()
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:  # a failed check must not leave the service running
+                proc.kill()
+                proc.wait()
+    out, err = out_path.read_text(), err_path.read_text()
     assert proc.returncode == 0, err
     assert "devices left in their safe state" in out
     # the image logs JSON lines: one per plan with its headline figures, one per mode change
