@@ -91,17 +91,20 @@ def run(loaded: LoadedSite, store: Store, speed: float, scenario: Scenario,
     return asyncio.run(main())
 
 
-def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the_vans(
+def test_a_simulated_day_plans_every_slot_holds_the_grid_limit_and_meets_every_need(
         tmp_path: Path) -> None:
-    # 23:00 to 09:00 in Guangdong: six vans plugged in since 18:30 want 45 kWh each by 07:00,
-    # the electrolyser feeds the forklifts from 08:00. A tight import limit (night load, vans
-    # and electrolyser together exceed it) and forecast error: the real load is 15 % above
-    # the series the planner sees.
-    loaded = site(tmp_path, "grid.import_limit_kw=700", "service.ev_default_energy_kwh=45",
-                  "service.ev_default_dwell_hours=8")
+    # 24 h in Guangdong from 23:00: six vans plugged in since 18:30 want 45 kWh each by 07:00
+    # (and plug in again at 18:30); the electrolyser feeds the forklifts' 3 kg/h from 08:00 to
+    # 20:00; PV by day; the factory's evening peak. A tight import limit (the evening load alone
+    # exceeds it) and forecast error: the real load is 5 % above the series the planner sees.
+    limit, error = 800.0, 1.05
+    # plans keep 10 % under the limit: room for the 5 % error, which the batteries then cover
+    # from the energy the plan kept for the hours the limit binds
+    loaded = site(tmp_path, f"grid.import_limit_kw={limit:g}", "service.ev_default_energy_kwh=45",
+                  "service.ev_default_dwell_hours=8", "service.plan_import_margin_fraction=0.1")
     store = Store.at_path(tmp_path / "ems.sqlite")
     start = datetime(2025, 7, 15, 15, 0, tzinfo=UTC)
-    hours = 10.0
+    hours = 24.0
     delivered: dict[str, float] = {}
     delivered_first: dict[str, float] = {}
     levels: list[float] = []
@@ -116,13 +119,16 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
             return dict(self.inner.pv_available_kw(at))
 
         def load_kw(self, at: datetime) -> dict[str, float]:
-            return {k: 1.15 * v for k, v in self.inner.load_kw(at).items()}
+            return {k: error * v for k, v in self.inner.load_kw(at).items()}
 
         def offtake_kg_per_h(self, at: datetime) -> dict[str, float]:
             return dict(self.inner.offtake_kg_per_h(at))
 
+    sim_sessions: list[list[Any]] = []
+
     async def scenario(service: Any, sim: Any) -> None:
         sim.series = HeavierLoad(sim.series)
+        sim_sessions.extend(sim.sessions.values())
         while service.clock.sim_seconds() < hours * 3600:
             for c in sim.plant.chargers.values():
                 if c.vehicle is not None:
@@ -135,7 +141,8 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
                     held[n].append(sim.device(n).command_fields())
             await asyncio.sleep(0.05)
 
-    service = run(loaded, store, 600.0, scenario, start=start, limit_s=180.0)
+    service = run(loaded, store, 600.0, scenario, start=start, limit_s=300.0)
+    departures = {v.session_id: v.departure_utc for vs in sim_sessions for v in vs}
     t0, t1 = start, datetime(2026, 1, 1, tzinfo=UTC)
     plans = store.plans(t0, t1)
     slots = int(hours * 4)
@@ -153,23 +160,37 @@ def test_a_simulated_night_plans_every_slot_holds_the_grid_limit_and_charges_the
     # device watchdog, which a real-time clock never comes near.
     writes = store.setpoints(t0, t1)
     controlled = writes[writes["mode"] == "auto"]["ts"].min() + pd.Timedelta(minutes=5)
-    grid = store.telemetry(controlled, t1, device="grid")
-    net = grid[grid["point"] == "power_net_kw"].set_index("ts")["value"]
-    # Every 15-min average holds the limit, and no sample over it is followed by another one:
-    # the meter-fed loop may see one dispatch period over the limit when a device does not do
-    # what it was told (e.g. the electrolyser starting at its own 60 % minimum), and corrects it
-    # at the next cycle (2 s of real time).
-    assert len(net) >= 200
-    averages = net.groupby(net.index.floor("15min")).mean()
-    assert averages.max() <= 700 * 1.02, averages.max()
-    over = (net > 700 * 1.02).to_numpy()
-    assert not (over[1:] & over[:-1]).any(), net[net > 700 * 1.02]
-    # ... and the limit mattered: the factory and the vans alone drew more at some point
     every = store.telemetry(t0, t1)
+    table = every[every["ts"] >= controlled].pivot_table(index="ts", columns=["device", "point"],
+                                                         values="value", dropna=False)
+    net = table[("grid", "power_net_kw")]
+    assert len(net) >= 500
+    # The meter holds the limit, except (a) for one dispatch period when a device does not do
+    # what it was told (e.g. the electrolyser starting at its own 60 % minimum), corrected at the
+    # next cycle (2 s of real time), and (b) when nothing is left to control: the battery at its
+    # SOC floor, no EV charging, the electrolyser off, and the factory alone over the limit
+    # (the real load is above the plan's forecast after the plan used the battery to its floor).
+    over = net > limit * 1.02
+    corrected = over & ~over.shift(-1, fill_value=False)
+    ev_kw = sum(table[(f"fleet_{i}", "power_kw")] for i in range(1, 7))
+    exhausted = ((table[("bess", "soc_pct")] <= 10.1) & (ev_kw < 0.5)
+                 & (table[("pem", "h2_flow_kg_per_h")].fillna(0.0) <= 0.0)
+                 & (table[("factory", "power_net_kw")] > limit))
+    unexplained = over & ~corrected & ~exhausted
+    assert not unexplained.any(), table[unexplained].T
+    assert (over & exhausted).sum() <= 0.02 * len(net), net[over & exhausted]
+    averages = net.groupby(net.index.floor("15min")).mean()
+    # zero export: PV beyond what the site uses is stored or curtailed
+    assert averages.min() >= -0.02 * limit, averages.min()
+    # ... and the limit mattered: the factory and the vans alone drew more at some point
     drawn = every[((every["device"] == "factory") & (every["point"] == "power_net_kw"))
                   | (every["device"].str.startswith("fleet_") & (every["point"] == "power_kw"))]
-    assert drawn.groupby("ts")["value"].sum().max() > 700
-    assert len(delivered) == 6 and min(delivered.values()) >= 45.0 - 0.5, delivered
+    assert drawn.groupby("ts")["value"].sum().max() > limit
+    # every van that left within the day got its 45 kWh
+    end = start + pd.Timedelta(hours=hours)
+    left = {sid: kwh for sid, kwh in delivered.items() if departures[sid] <= end}
+    assert len(left) == 6 and min(left.values()) >= 45.0 - 0.5, delivered
+    # the forklifts' offtake was met all day: the simulated tank never reached its floor
     assert min(levels) > load_site("guangdong_factory").config.hydrogen_tank[0].floor_kg
     # the service's tank estimate (production counted from the electrolyser, offtake from the
     # config) follows the simulated tank: within 2 kg of 250 at every sample
@@ -200,7 +221,8 @@ def check_kpis(store: Store, loaded: LoadedSite, start: datetime, hours: float,
     assert month["ev_energy_kwh"] == pytest.approx(ev_kwh, rel=0.1)
     frame = build_inputs(loaded, start, start + pd.Timedelta(hours=hours)).frame
     price, carbon = frame["import_price_per_kwh"], frame["carbon_average_g_per_kwh"]
-    per_kwh = month["energy_cost"] / month["grid_import_kwh"]  # no export at night
+    export_price = loaded.config.grid.export_tariff.price_per_kwh  # type: ignore[union-attr]
+    per_kwh = (month["energy_cost"] + month["grid_export_kwh"] * export_price) / month["grid_import_kwh"]
     assert price.min() - 1e-9 <= per_kwh <= price.max() + 1e-9
     g_per_kwh = 1000 * month["emissions_kg"] / month["grid_import_kwh"]
     assert carbon.min() - 1e-6 <= g_per_kwh <= carbon.max() + 1e-6

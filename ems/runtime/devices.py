@@ -184,6 +184,12 @@ def setpoint_for(section: str, asset: Any, value: float | None) -> Setpoint | No
     return None
 
 
+def device_min_rate_pct(profile: Profile) -> float | None:
+    """The lowest production rate (%) an electrolyser device runs at, when its profile says."""
+    command = profile.commands.get("production_rate_pct")
+    return command.limits[0] if command is not None and command.limits is not None else None
+
+
 def within_device_limits(profile: Profile, setpoint: Setpoint) -> Setpoint:
     """An electrolyser's production rate raised or lowered into the device's own range (e.g.
     Enapter runs at 60-100 %): the device cannot run outside it, whatever the config says."""

@@ -64,9 +64,13 @@ class Wanted(Setpoints):
 
 
 def from_plan(plan: Plan, step: int, cfg: SiteConfig, measured: Measured,
-              session_on_charger: dict[str, str]) -> Wanted:
-    """The plan's slot targets; the batteries absorb the difference between the measured and the
-    planned grid exchange (forecast error), shared by capacity."""
+              session_on_charger: dict[str, str], import_ceiling_kw: float | None = None) -> Wanted:
+    """The plan's slot targets, with the forecast error (measured minus planned grid exchange)
+    absorbed by the batteries, shared by capacity. Less import than planned is banked (the
+    batteries charge more or discharge less). More import than planned is left to the grid up to
+    ``import_ceiling_kw`` (e.g. the import limit, or the billing period's demand peak), and only
+    the excess is covered by the batteries: their energy is kept for the limits the plan counted
+    on. None: the batteries absorb all of it."""
     s = plan.series
     w = Wanted()
     for c in cfg.ev_charger:
@@ -93,6 +97,8 @@ def from_plan(plan: Plan, step: int, cfg: SiteConfig, measured: Measured,
         for name, kw in w.electrolyser_kw.items():
             delta += kw - (measured.electrolyser_kw.get(name) or 0.0)
         error_kw = measured.grid_net_kw + delta - planned_grid
+        if error_kw > 0 and import_ceiling_kw is not None:
+            error_kw = max(0.0, error_kw - max(0.0, import_ceiling_kw - planned_grid))
     total = sum(b.capacity_kwh for b in cfg.battery) or 1.0
     for b in cfg.battery:
         planned = s[f"{b.name}.discharge_kw"][step] - s[f"{b.name}.charge_kw"][step]
@@ -124,12 +130,28 @@ def fallback(cfg: SiteConfig, measured: Measured) -> Wanted:
 
 
 def hold_grid_limits(w: Wanted, cfg: SiteConfig, measured: Measured, import_limit_kw: float,
-                     export_limit_kw: float) -> None:
+                     export_limit_kw: float, electrolyser_min_kw: dict[str, float] | None = None) -> None:
     """Correct ``w`` in place so the predicted grid exchange stays within the limits: over the
-    import limit, first discharge the batteries (within rating), then cut EVs and electrolysers;
-    over the export limit, charge the batteries, then curtail PV."""
+    import limit, first discharge the batteries (within rating, not below their SOC floor), then
+    cut EVs and electrolysers; over the export limit, charge the batteries (not above their SOC
+    ceiling), then curtail PV. ``electrolyser_min_kw``: the least each electrolyser device runs at
+    (kW) when it runs, whatever the config says."""
+    minimum = electrolyser_min_kw or {}
+    for n, kw in w.electrolyser_kw.items():
+        # a device that cannot run below its own minimum (e.g. Enapter at 60 %) draws that much
+        if 0 < kw < minimum.get(n, 0.0):
+            w.electrolyser_kw[n] = minimum[n]
+            w.bind(n, f"device minimum {minimum[n]:g} kW")
     if measured.grid_net_kw is None:
         return
+    for b in cfg.battery:  # what the safety guard will refuse does not count as help
+        soc = measured.battery_soc_fraction.get(b.name)
+        if _at_floor(b.name, b.soc_min_fraction, measured) and w.battery_net_kw[b.name] > 0:
+            w.battery_net_kw[b.name] = 0.0
+            w.bind(b.name, "SOC floor")
+        elif soc is not None and soc >= b.soc_max_fraction - 1e-3 and w.battery_net_kw[b.name] < 0:
+            w.battery_net_kw[b.name] = 0.0
+            w.bind(b.name, "SOC ceiling")
     predicted = measured.grid_net_kw
     for b in cfg.battery:
         predicted -= w.battery_net_kw[b.name] - (measured.battery_net_kw.get(b.name) or 0.0)
@@ -140,26 +162,33 @@ def hold_grid_limits(w: Wanted, cfg: SiteConfig, measured: Measured, import_limi
     over = predicted - import_limit_kw
     if over > 1e-6:
         for b in cfg.battery:
+            if _at_floor(b.name, b.soc_min_fraction, measured):
+                continue  # the safety guard would refuse the discharge: cut loads instead
             room = b.max_discharge_kw - w.battery_net_kw[b.name]
             take = min(room, over)
             if take > 0:
                 w.battery_net_kw[b.name] += take
                 w.bind(b.name, f"grid import limit {import_limit_kw:g} kW")
                 over -= take
-        # EV chargers share the cut in proportion to their power (then the electrolysers do)
-        for group in (w.ev_kw, w.electrolyser_kw):
+        # EV chargers share the cut in proportion to their power (then the electrolysers do; one
+        # cut below its device minimum stops)
+        for group, floor in ((w.ev_kw, {}), (w.electrolyser_kw, minimum)):
             total = sum(kw for kw in group.values() if kw > 0)
             if over <= 1e-6 or total <= 0:
                 continue
-            cut_total = min(total, over)
+            share = min(total, over) / total
             for n, kw in group.items():
                 if kw > 0:
-                    group[n] = kw - cut_total * kw / total
+                    after = kw - share * kw
+                    group[n] = 0.0 if after < floor.get(n, 0.0) else after
                     w.bind(n, f"grid import limit {import_limit_kw:g} kW")
-            over -= cut_total
+                    over -= kw - group[n]
     under = -predicted - export_limit_kw
     if under > 1e-6:
         for b in cfg.battery:
+            soc = measured.battery_soc_fraction.get(b.name)
+            if soc is not None and soc >= b.soc_max_fraction - 1e-3:
+                continue  # full: curtail PV instead
             room = b.max_charge_kw + w.battery_net_kw[b.name]
             take = min(room, under)
             if take > 0:
@@ -174,3 +203,9 @@ def hold_grid_limits(w: Wanted, cfg: SiteConfig, measured: Measured, import_limi
             w.pv_limit_kw[p.name] = 0.0 if output is None else max(0.0, output - cut)
             w.bind(p.name, f"grid export limit {export_limit_kw:g} kW")
             under -= cut
+
+
+def _at_floor(battery: str, soc_min_fraction: float, measured: Measured) -> bool:
+    """The battery's measured SOC is at or under its floor (no more discharge)."""
+    soc = measured.battery_soc_fraction.get(battery)
+    return soc is not None and soc <= soc_min_fraction + 1e-3

@@ -47,7 +47,7 @@ from ems.planning.problem_builder import (
 )
 from ems.planning.state import SiteState
 from ems.runtime.clock import SiteClock
-from ems.runtime.devices import DeviceLinks, setpoint_for
+from ems.runtime.devices import DeviceLinks, device_min_rate_pct, setpoint_for
 from ems.runtime.dispatcher import (
     Measured,
     Wanted,
@@ -136,6 +136,8 @@ class SiteService:
         self.reserves: dict[str, float] = {}
         """Battery -> SOC floor (fraction) set through the API, above the config's."""
         self.kpis = KpiMeter(self.cfg)
+        self._electrolyser_min_kw: dict[str, float] = {}
+        """Electrolyser -> the least its device runs at (kW), from its profile (e.g. Enapter 60 %)."""
         self.metrics = ServiceMetrics()
         self.http = http
         self.live_signals = [s.name for s in live_signals(site)]
@@ -150,6 +152,11 @@ class SiteService:
     async def start(self) -> None:
         self._resume()
         await self.links.start()
+        for e in self.cfg.electrolyser:
+            link = self.links.links.get(e.name)
+            pct = device_min_rate_pct(link.profile) if link is not None else None
+            if pct is not None:
+                self._electrolyser_min_kw[e.name] = pct / 100.0 * e.rated_kw
         await self.links.first_polls(timeout_s=3 * self.links.poll_interval_s + 1.0)
         wall = self.clock.wall_seconds
         step_s = self.step_minutes * 60.0
@@ -231,7 +238,7 @@ class SiteService:
             inputs.sessions = self.sessions.events(now, self.step_minutes)
             state = self._planning_state(now)
             built = time.perf_counter()
-            problem = build_problem(self.site, inputs, slot, state, settings_from(cfg))
+            problem = build_problem(self.site, self._with_margin(inputs), slot, state, settings_from(cfg))
             if self.reserves:
                 problem = dataclasses.replace(problem, batteries=[
                     dataclasses.replace(b, soc_min_fraction=max(b.soc_min_fraction,
@@ -274,6 +281,16 @@ class SiteService:
             "reason": reason, "status": plan.solver.status, "cost": round(plan.total_cost, 2),
             "currency": cfg.site.currency, "emissions_kg": round(plan.emissions_kg, 1),
             "binding": sorted(plan.binding), "solve_s": round(solve_s, 3)})
+
+    def _with_margin(self, inputs: SiteInputs) -> SiteInputs:
+        """The inputs a plan sees: the import limit less ``service.plan_import_margin_fraction``
+        (the dispatcher holds the full limit, from the meter)."""
+        margin = self.settings.plan_import_margin_fraction
+        if margin <= 0:
+            return inputs
+        frame = inputs.frame.copy()
+        frame["import_limit_kw"] = frame["import_limit_kw"] * (1.0 - margin)
+        return dataclasses.replace(inputs, frame=frame)
 
     def _planning_state(self, now: datetime) -> SiteState:
         """The state a plan starts from: measured where the devices say, else the previous plan's
@@ -384,16 +401,55 @@ class SiteService:
             await self._write_safe_state("pause")
             return
         step = self._plan_step(now)
+        import_limit, export_limit = self._limits(now)
         if mode == "auto" and self.plan is not None and step is not None:
             on_charger = {s.charger: s.session_id for s in self.sessions.active.values()}
-            wanted = from_plan(self.plan, step, self.cfg, measured, on_charger)
+            wanted = from_plan(self.plan, step, self.cfg, measured, on_charger,
+                               self._import_ceiling(step, import_limit))
         else:
             wanted = fallback(self.cfg, measured)
-        import_limit, export_limit = self._limits(now)
-        hold_grid_limits(wanted, self.cfg, measured, import_limit, export_limit)
+        hold_grid_limits(wanted, self.cfg, measured, import_limit, export_limit, self._electrolyser_min_kw)
         log.debug("dispatch %s %s: measured %s; wanted %s", now.isoformat(), mode, measured, wanted)
         await self._apply(now, wanted, mode, step, import_limit, export_limit)
         await self.links.keepalive()
+
+    def _import_ceiling(self, step: int, import_limit_kw: float) -> float:
+        """Import the grid may take beyond the plan before the batteries cover forecast error
+        (kW). The import limit, unless a demand charge counts the step, the plan is below its
+        (margined) import limit and the batteries hold more energy than the plan expects now:
+        then the billing period's peak so far (or the plan's own import, when higher), since more
+        would raise the charge. Energy the plan counts on is kept for the limits and prices it
+        was planned for."""
+        now = self.clock.now()
+        row = self._step_row(now)
+        if not self.cfg.grid.demand_charges or self.plan is None or row is None:
+            return import_limit_kw
+        planned = float(self.plan.series["grid.import_kw"][step])
+        if planned >= import_limit_kw * (1.0 - self.settings.plan_import_margin_fraction) - 1.0:
+            # the plan is at its import limit: the margin it kept is for forecast error
+            return import_limit_kw
+        if self._stored_kwh() <= self._expected_stored_kwh(now) + 1.0:
+            # no energy beyond what the plan counts on (for its limits and prices): keep it
+            return import_limit_kw
+        ceiling = import_limit_kw
+        for k in range(len(self.cfg.grid.demand_charges)):
+            if bool(row[demand_window_column(k)]):  # this charge counts the current step
+                ceiling = min(ceiling, max(planned, self.state.demand_peak_kw(k)))
+        return ceiling
+
+    def _stored_kwh(self) -> float:
+        """Energy in the batteries now, by their SOC readings (kWh; a missing one counts 0)."""
+        total = 0.0
+        for b in self.cfg.battery:
+            r = self.links.reading(b.name)
+            soc = r.soc_pct.value if isinstance(r, BatteryReading) else None
+            total += soc / 100.0 * b.capacity_kwh if soc is not None else 0.0
+        return total
+
+    def _expected_stored_kwh(self, now: datetime) -> float:
+        """Energy the plan expects in the batteries now (kWh)."""
+        return sum(self._expected(f"{b.name}.soc_kwh", now, self.state.battery_soc_kwh.get(b.name, 0.0))
+                   for b in self.cfg.battery)
 
     def _mode(self, now: datetime) -> tuple[Mode, str]:
         if self.status.override is not None:
