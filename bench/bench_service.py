@@ -49,10 +49,12 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=60.0)
     parser.add_argument("--hours", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "service.json")
+    parser.add_argument("--set", dest="sets", action="append", default=[],
+                        help="Config override, e.g. service.forecast=model")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    site = load_site("guangdong_factory")
+    site = load_site("guangdong_factory", args.sets)
     store = Store.at_path(Path(tempfile.mkdtemp()) / "ems.sqlite")
     start = datetime(2025, 7, 15, 0, 0, tzinfo=UTC)
     wall_s = args.hours * 3600 / args.speed
@@ -72,7 +74,8 @@ def main() -> None:
     lat = sorted(service.control_latency_s)
     during = sorted(service.control_latency_during_solve_s)
     result = {
-        "command": f"python bench/bench_service.py --speed {args.speed:g} --hours {args.hours:g}",
+        "command": f"python bench/bench_service.py --speed {args.speed:g} --hours {args.hours:g}"
+                   + "".join(f" --set {x}" for x in args.sets),
         "site": "guangdong_factory", "speed": args.speed, "site_hours": args.hours,
         "writes_measured": len(lat),
         "control_latency_p50_ms": 1000 * percentile(lat, 0.50) if lat else None,

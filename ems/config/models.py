@@ -563,6 +563,10 @@ class ServiceConfig(Strict):
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     api_token_env: str = "EMS_API_TOKEN"
     """Environment variable with the bearer token API writes need."""
+    forecast: Literal["series", "model"] = "series"
+    """What plans take as PV and load: "series", the configured series files as they stand (a
+    site can keep them updated from an external forecaster); "model", forecasts the service makes
+    from what it measured (`ems.runtime.forecasts`)."""
     plan_import_margin_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.05
     """Plans keep the grid import this fraction under the import limit: headroom for forecast
     error, which the dispatcher covers from the meter with the batteries (the limit itself is

@@ -56,6 +56,7 @@ from ems.runtime.dispatcher import (
     from_plan,
     hold_grid_limits,
 )
+from ems.runtime.forecasts import RuntimeForecaster
 from ems.runtime.kpis import KpiMeter, StepSignals
 from ems.runtime.metrics import ServiceMetrics
 from ems.runtime.sessions import SessionTracker
@@ -136,6 +137,7 @@ class SiteService:
         self.reserves: dict[str, float] = {}
         """Battery -> SOC floor (fraction) set through the API, above the config's."""
         self.kpis = KpiMeter(self.cfg)
+        self.forecaster = RuntimeForecaster(site, store) if self.settings.forecast == "model" else None
         self._electrolyser_min_kw: dict[str, float] = {}
         """Electrolyser -> the least its device runs at (kW), from its profile (e.g. Enapter 60 %)."""
         self.metrics = ServiceMetrics()
@@ -151,6 +153,8 @@ class SiteService:
 
     async def start(self) -> None:
         self._resume()
+        if self.forecaster is not None:
+            self.forecaster.started = self.clock.now()
         await self.links.start()
         for e in self.cfg.electrolyser:
             link = self.links.links.get(e.name)
@@ -236,6 +240,11 @@ class SiteService:
             inputs = await loop.run_in_executor(self.executor, build_inputs, self.site, slot,
                                                 slot + timedelta(minutes=self.step_minutes * n))
             inputs.sessions = self.sessions.events(now, self.step_minutes)
+            if self.forecaster is not None:
+                forecast = await loop.run_in_executor(self.executor, self.forecaster.forecast,
+                                                      inputs.frame.index, now)
+                for column in forecast.columns:
+                    inputs.frame[column] = forecast[column].to_numpy()
             state = self._planning_state(now)
             built = time.perf_counter()
             problem = build_problem(self.site, self._with_margin(inputs), slot, state, settings_from(cfg))
