@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy
 from prometheus_client.parser import text_string_to_metric_families
 
 from ems.cli.run_cmd import run_service
@@ -400,11 +401,23 @@ def test_kill_9_and_restart_resumes_from_the_store(tmp_path: Path) -> None:
     sessions_before = {s["session_id"] for s in store.get_state("ev_sessions")}
     billing_before = store.get_state("billing")
     imported_before = store.kpis("2025-07")["2025-07"]["grid_import_kwh"]
+    last_plan = store.latest_plan()
+    writes_before = store.count("setpoint_writes")
     store.close()
+    assert last_plan is not None
 
-    second = subprocess.run([*args, "--duration", "4"], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    # the restart goes on a minute after the last plan's slot began (time moved on)
+    restart = (last_plan["slot_start"] + pd.Timedelta(minutes=1)).isoformat()
+    again = [*args[:args.index("--start") + 1], restart, *args[args.index("--start") + 2:]]
+    second = subprocess.run([*again, "--duration", "4"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
     assert second.returncode == 0, second.stderr
+    with Store(url).engine.connect() as c:
+        resumed = c.execute(sqlalchemy.text(
+            "SELECT count(*) FROM setpoint_writes WHERE id > :n AND plan_id = :p AND mode = 'auto'"),
+            {"n": writes_before, "p": last_plan["id"]}).scalar()
+    # until its first new plan is ready, the restarted service follows the last stored one
+    assert resumed and resumed > 0
     store = Store(url)
     assert store.count("telemetry") >= telemetry_before  # nothing committed was lost
     sessions_after = {s["session_id"] for s in store.get_state("ev_sessions")}

@@ -65,6 +65,7 @@ from ems.signals.http import get as http_get
 from ems.signals.site_signals import fetch_all, live_signals, signal_cache
 from ems.store import SetpointWrite, Store, TelemetryRow
 from optimizer import Plan, RollingPlanner
+from optimizer.plan import SolverReport
 
 log = logging.getLogger("ems.service")
 
@@ -771,6 +772,27 @@ class SiteService:
         self.sessions.restore(self.store.get_state("ev_sessions", []) or [])
         self.status.override = self.store.get_state("override")
         self.reserves = dict(self.store.get_state("reserves", {}) or {})
+        self._resume_plan()
+
+    def _resume_plan(self) -> None:
+        """The last stored plan, followed until the first new one is ready (while it is no more
+        than two slots old, as any plan)."""
+        latest = self.store.latest_plan()
+        if not latest or latest["status"] not in ("optimal", "feasible", "relaxed"):
+            return
+        body = latest["body"]
+        try:
+            plan = Plan(instants_utc=[datetime.fromisoformat(t) for t in body["instants_utc"]],
+                        step_minutes=int(latest["step_minutes"]), series=dict(body["series"]),
+                        costs={"stored": float(latest["total_cost"] or 0.0)},
+                        emissions_kg=float(latest["emissions_kg"] or 0.0), slacks=[],
+                        solver=SolverReport(latest["status"], "stored", 0.0, 0.0, None, False, 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("the last stored plan cannot be resumed: %s", exc)
+            return
+        self.plan = plan
+        self.status.plan_id, self.status.plan_slot = int(latest["id"]), latest["slot_start"]
+        self.status.plan_status = latest["status"]
 
     def set_reserve(self, battery: str, soc_min_fraction: float) -> None:
         """Keep at least this SOC in ``battery`` (e.g. backup reserve) from the next plan on."""
