@@ -172,3 +172,14 @@ def test_an_electrolyser_that_cannot_turn_down_is_stopped_rather_than_trusted(gu
     w = Wanted(battery_net_kw={"bess": 0.0}, ev_kw={}, electrolyser_kw={"pem": 37.5})
     hold_grid_limits(w, guangdong.config, m, 900.0, 0.0, electrolyser_min_kw={"pem": 150.0})
     assert w.electrolyser_kw["pem"] == 150.0  # 850 is within 900: it runs at its minimum
+
+
+def test_without_a_meter_reading_nothing_may_add_import(guangdong: LoadedSite) -> None:
+    w = Wanted(battery_net_kw={"bess": -1000.0}, ev_kw={"fleet_1": 22.0, "fleet_2": 5.0},
+               electrolyser_kw={"pem": 150.0})
+    m = measured(0.0, battery_kw=-400.0, ev={"fleet_1": 10.0, "fleet_2": 10.0}, pem_kw=0.0)
+    m.grid_net_kw = None
+    hold_grid_limits(w, guangdong.config, m, 800.0, 0.0)
+    assert w.battery_net_kw["bess"] == -400.0  # charges no more than now
+    assert w.ev_kw == {"fleet_1": 10.0, "fleet_2": 5.0}  # less is allowed, more is not
+    assert w.electrolyser_kw["pem"] == 0.0

@@ -93,6 +93,23 @@ def run(loaded: LoadedSite, store: Store, speed: float, scenario: Scenario,
     return asyncio.run(main())
 
 
+class ScaledLoad:
+    """The simulated site's series with its load scaled by ``factor`` (forecast error: the
+    planner sees the unscaled series)."""
+
+    def __init__(self, inner: Any, factor: float) -> None:
+        self.inner, self.factor = inner, factor
+
+    def pv_available_kw(self, at: datetime) -> dict[str, float]:
+        return dict(self.inner.pv_available_kw(at))
+
+    def load_kw(self, at: datetime) -> dict[str, float]:
+        return {k: self.factor * v for k, v in self.inner.load_kw(at).items()}
+
+    def offtake_kg_per_h(self, at: datetime) -> dict[str, float]:
+        return dict(self.inner.offtake_kg_per_h(at))
+
+
 def test_a_simulated_day_plans_every_slot_holds_the_grid_limit_and_meets_every_need(
         tmp_path: Path) -> None:
     # 24 h in Guangdong from 23:00: six vans plugged in since 18:30 want 45 kWh each by 07:00
@@ -113,23 +130,10 @@ def test_a_simulated_day_plans_every_slot_holds_the_grid_limit_and_meets_every_n
     estimates: list[tuple[float, float]] = []
     held: dict[str, list[dict[str, float]]] = {"bess": [], "fleet_1": [], "pem": []}
 
-    class HeavierLoad:
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-
-        def pv_available_kw(self, at: datetime) -> dict[str, float]:
-            return dict(self.inner.pv_available_kw(at))
-
-        def load_kw(self, at: datetime) -> dict[str, float]:
-            return {k: error * v for k, v in self.inner.load_kw(at).items()}
-
-        def offtake_kg_per_h(self, at: datetime) -> dict[str, float]:
-            return dict(self.inner.offtake_kg_per_h(at))
-
     sim_sessions: list[list[Any]] = []
 
     async def scenario(service: Any, sim: Any) -> None:
-        sim.series = HeavierLoad(sim.series)
+        sim.series = ScaledLoad(sim.series, error)
         sim_sessions.extend(sim.sessions.values())
         while service.clock.sim_seconds() < hours * 3600:
             for c in sim.plant.chargers.values():
@@ -577,21 +581,8 @@ def test_model_forecasts_learn_from_the_measured_load(tmp_path: Path) -> None:
     store = Store.at_path(tmp_path / "ems.sqlite")
     start = datetime(2025, 7, 16, 1, 0, tzinfo=UTC)  # 09:00 in Guangdong: the factory at work
 
-    class HeavierLoad:
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-
-        def pv_available_kw(self, at: datetime) -> dict[str, float]:
-            return dict(self.inner.pv_available_kw(at))
-
-        def load_kw(self, at: datetime) -> dict[str, float]:
-            return {k: 1.15 * v for k, v in self.inner.load_kw(at).items()}
-
-        def offtake_kg_per_h(self, at: datetime) -> dict[str, float]:
-            return dict(self.inner.offtake_kg_per_h(at))
-
     async def scenario(service: Any, sim: Any) -> None:
-        sim.series = HeavierLoad(sim.series)
+        sim.series = ScaledLoad(sim.series, 1.15)
         while service.clock.sim_seconds() < 2.5 * 3600:
             await asyncio.sleep(0.05)
 

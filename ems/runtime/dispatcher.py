@@ -143,6 +143,7 @@ def hold_grid_limits(w: Wanted, cfg: SiteConfig, measured: Measured, import_limi
             w.electrolyser_kw[n] = minimum[n]
             w.bind(n, f"device minimum {minimum[n]:g} kW")
     if measured.grid_net_kw is None:
+        _add_no_import(w, measured)
         return
     for b in cfg.battery:  # what the safety guard will refuse does not count as help
         soc = measured.battery_soc_fraction.get(b.name)
@@ -209,3 +210,20 @@ def _at_floor(battery: str, soc_min_fraction: float, measured: Measured) -> bool
     """The battery's measured SOC is at or under its floor (no more discharge)."""
     soc = measured.battery_soc_fraction.get(battery)
     return soc is not None and soc <= soc_min_fraction + 1e-3
+
+
+def _add_no_import(w: Wanted, measured: Measured) -> None:
+    """Without a meter reading the limits cannot be checked: nothing may add import. Batteries
+    charge no more (or discharge no less) than they do now, EVs and electrolysers draw no more."""
+    for name, kw in w.battery_net_kw.items():
+        now = measured.battery_net_kw.get(name)
+        floor = now if now is not None else 0.0
+        if kw < floor:
+            w.battery_net_kw[name] = floor
+            w.bind(name, "no grid meter reading")
+    for group, now_kw in ((w.ev_kw, measured.ev_kw), (w.electrolyser_kw, measured.electrolyser_kw)):
+        for name, kw in group.items():
+            ceiling = now_kw.get(name) or 0.0
+            if kw > ceiling:
+                group[name] = ceiling
+                w.bind(name, "no grid meter reading")
