@@ -389,8 +389,11 @@ class SiteService:
     async def _dispatch(self) -> None:
         now = self.clock.now()
         self.status.dispatch_cycles += 1
-        if "grid" in self.links.links:
-            await self.links.refresh("grid")  # act on the meter as it is now, not as last polled
+        # act on the meter and the batteries as they are now, read together: a battery reading
+        # older than the meter's would show the last command's effect on the grid but not its
+        # cause, and the correction would swing back and forth
+        now_read = [n for n in ("grid", *(b.name for b in self.cfg.battery)) if n in self.links.links]
+        await asyncio.gather(*(self.links.refresh(n) for n in now_read))
         self._watch_devices()
         for c in self.cfg.ev_charger:
             r = self.links.reading(c.name)
