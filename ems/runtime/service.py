@@ -148,6 +148,7 @@ class SiteService:
         """Fetch rounds done (each asks every live source once)."""
         self._last_dispatch_wall: float | None = None
         self._slot_inputs: SiteInputs | None = None
+        self._slot_inputs_failed: datetime | None = None
         """Signals of the current step when no plan covers it (fallback from the start)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -489,11 +490,13 @@ class SiteService:
                 if 0 <= k < len(frame) and now < frame.index[k] + timedelta(minutes=self.step_minutes):
                     return frame.iloc[k]
         slot = floor_to_step(now, self.step_minutes)
+        if slot == self._slot_inputs_failed:
+            return None  # tried for this step already: no file reads on every cycle
         try:
             self._slot_inputs = build_inputs(self.site, slot, slot + timedelta(minutes=self.step_minutes))
         except Exception as exc:  # the limits then come from the config; KPIs count energy only
             log.warning("no inputs for the step at %s: %s", slot.isoformat(), exc)
-            self._slot_inputs = None
+            self._slot_inputs, self._slot_inputs_failed = None, slot
             return None
         return self._slot_inputs.frame.iloc[0]
 
