@@ -16,6 +16,7 @@ command values, refusing (never clamping) a value outside the command's limits.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -223,8 +224,13 @@ READING_TYPES: dict[DeviceKind, type[CapabilityReading]] = {
 
 def field_units(kind: DeviceKind) -> dict[str, str | None]:
     """Capability fields of a device class, in order, with their units."""
+    return dict(_field_units(kind))
+
+
+@functools.cache
+def _field_units(kind: DeviceKind) -> tuple[tuple[str, str | None], ...]:
     cls = READING_TYPES[kind]
-    return {f.name: cls.UNITS[f.name] for f in dataclasses.fields(cls)}
+    return tuple((f.name, cls.UNITS[f.name]) for f in dataclasses.fields(cls))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,6 +551,10 @@ def from_capability(profile: Profile, values: Mapping[str, Any]) -> dict[str, fl
     return points
 
 
+_CHECKED: dict[int, tuple[Profile, list[str]]] = {}
+"""Profile id -> (the profile, its mapping problems): each profile is checked once."""
+
+
 def to_capability(
     profile: Profile, poll_result: Mapping[str, Reading], timestamp: datetime | None = None
 ) -> CapabilityReading:
@@ -553,7 +563,10 @@ def to_capability(
     ``poll_result`` is a :class:`drivers.modbus.device.PollResult`; its ``timestamp`` stamps every
     field unless ``timestamp`` is given (for a plain mapping it must be).
     """
-    problems = check_mapping(profile)
+    checked = _CHECKED.get(id(profile))
+    if checked is None or checked[0] is not profile:
+        checked = _CHECKED[id(profile)] = (profile, check_mapping(profile))
+    problems = checked[1]
     if problems:
         raise ValueError("\n".join(problems))
     ts = timestamp if timestamp is not None else getattr(poll_result, "timestamp", None)
@@ -561,7 +574,7 @@ def to_capability(
         raise ValueError(f"{profile.name}: poll result has no timestamp, got {ts!r}")
     mapping = MAPPINGS[profile.name]
     values: dict[str, Measured[Any]] = {}
-    for name, unit in field_units(profile.kind).items():
+    for name, unit in _field_units(profile.kind):
         src = mapping.get(name)
         if src is None:
             values[name] = missing(unit, ts, f"not provided by {profile.name}")

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ems.accounting import MeteredPowers
 from ems.config import load_site
 from ems.config.models import SiteConfig
-from ems.runtime.dispatcher import Measured
 from ems.runtime.kpis import KpiMeter, StepSignals
 
 T0 = datetime(2025, 7, 15, 15, 0, tzinfo=UTC)  # 23:00 local on the 15th
@@ -26,10 +26,10 @@ def cfg() -> SiteConfig:
 
 
 def measured(grid_kw: float | None, ev_kw: float = 0.0, pem_kw: float | None = 0.0,
-             battery_kw: float = 0.0, pv_kw: float = 0.0) -> Measured:
-    return Measured(grid_net_kw=grid_kw, battery_net_kw={"bess": battery_kw},
-                    ev_kw={"fleet_1": ev_kw, "fleet_2": None}, electrolyser_kw={"pem": pem_kw},
-                    battery_soc_fraction={"bess": 0.5}, plugged={}, pv_kw={"roof_pv": pv_kw})
+             battery_kw: float = 0.0, pv_kw: float = 0.0) -> MeteredPowers:
+    return MeteredPowers(grid_net_kw=grid_kw, battery_net_kw={"bess": battery_kw},
+                         ev_kw={"fleet_1": ev_kw, "fleet_2": None}, electrolyser_kw={"pem": pem_kw},
+                         pv_kw={"roof_pv": pv_kw})
 
 
 def test_an_interval_is_counted_at_the_power_measured_at_its_end(cfg: SiteConfig) -> None:

@@ -22,7 +22,7 @@ from drivers.capabilities import (
     Measured,
     PvInverterReading,
 )
-from drivers.sim.plant import Setpoints
+from drivers.setpoints import Setpoints
 from ems.config import load_site
 from ems.config.models import BatteryConfig, BatterySafety, SiteConfig
 from ems.control.safety import SafetyGuard, apply_battery_limits, safe_state

@@ -65,7 +65,8 @@ def check_record(site: LoadedSite, res: SimulationResult) -> None:
     bat = sum(st[f"{b.name}.net_kw"] for b in cfg.battery)
     balance = st["load_kw"] + st["ev_kw"] + st["electrolyser_kw"] - st["pv_kw"] - bat
     assert (st["import_kw"] - st["export_kw"] - balance).abs().max() < 1e-6
-    assert ((st["import_kw"] == 0) | (st["export_kw"] == 0)).all()
+    # import and export are averages of the control steps within a plan step: both may be > 0
+    assert ((st["import_kw"] >= 0) & (st["export_kw"] >= 0)).all()
     dt = cfg.planning.step_minutes / 60
     energy = ((st["import_kw"] * st["import_price_per_kwh"]
                - st["export_kw"] * st["export_price_per_kwh"]) * dt).sum()
@@ -192,9 +193,12 @@ def test_carbon_price_does_not_raise_emissions(guangdong: LoadedSite) -> None:
     # day is the result of 24 rolling plans cut at the period end: energy left in the battery
     # and tank at the end (valued differently under the two objectives), the electrolyser's
     # MIP gap and its relaxed on/off decisions beyond 12 h mean the realised day is not
-    # guaranteed to be monotone in the carbon price. Hence a 1 % tolerance.
+    # guaranteed to be monotone in the carbon price. Hence a 1 % tolerance on emissions. The
+    # cost includes the month's demand charge on the realised peak: the controller delivers each
+    # step's EV energy within the step while a van is there, so a plan's peak can shift by a few
+    # kW between the two runs (32 CNY/kW on a one-day record): 2 % on cost.
     assert e5 <= e0 * 1.01, f"emissions 0 CNY/kg={e0:.1f} kg, 5 CNY/kg={e5:.1f} kg"
-    assert cost_only.kpis["total_cost"] <= priced.kpis["total_cost"] * 1.01, (
+    assert cost_only.kpis["total_cost"] <= priced.kpis["total_cost"] * 1.02, (
         f"cost 0 CNY/kg={cost_only.kpis['total_cost']:.1f}, "
         f"5 CNY/kg={priced.kpis['total_cost']:.1f}")
 

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from drivers.modbus.profile import DeviceKind
-from drivers.sim.plant import Plant, Setpoints, StepResult
+from drivers.setpoints import Setpoints
+from drivers.sim.plant import Plant, StepResult
 
 
 class Choice(tuple[Any, ...]):

@@ -6,7 +6,9 @@ asset applies what its physics allows and reports what it actually did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from drivers.setpoints import Setpoints
 
 
 @dataclass
@@ -157,16 +159,6 @@ class StepResult:
     hydrogen_kg: dict[str, float]
     offtake_served_kg: dict[str, float]
     offtake_unmet_kg: dict[str, float]
-
-
-@dataclass
-class Setpoints:
-    """Requests for one step. battery_net_kw: > 0 discharge. pv_limit_kw: None = no limit."""
-
-    battery_net_kw: dict[str, float] = field(default_factory=dict)
-    ev_kw: dict[str, float] = field(default_factory=dict)
-    electrolyser_kw: dict[str, float] = field(default_factory=dict)
-    pv_limit_kw: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass

@@ -23,10 +23,11 @@ from typing import Any, Literal, Protocol
 from drivers.capabilities import COMMAND_MAPPINGS, command_sources, from_capability, from_commands
 from drivers.modbus.codec import decode, encode, sunspec_sentinel
 from drivers.modbus.profile import Profile
+from drivers.setpoints import Setpoints
 from drivers.sim.device_models import Choice, DeviceIO, DeviceModel
 from drivers.sim.device_profiles import Installer, ProfileUnavailable, profile_for_device
 from drivers.sim.device_server import WatchedServer
-from drivers.sim.plant import Plant, Setpoints, StepResult, Vehicle
+from drivers.sim.plant import Plant, StepResult, Vehicle
 from drivers.sim.register_server import Faults
 
 Override = float | Literal["sentinel"]

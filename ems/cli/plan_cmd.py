@@ -94,13 +94,8 @@ def solve_at(site: LoadedSite, at: str, carbon_price: float | None) -> Solved:
 
     from ems.cli.common import check_window, parse_local_time
     from ems.inputs.site_inputs import build_inputs
-    from ems.planning.problem_builder import (
-        build_problem,
-        floor_to_step,
-        horizon_steps,
-        initial_state,
-        settings_from,
-    )
+    from ems.planning.pipeline import make_problem, with_margin
+    from ems.planning.problem_builder import floor_to_step, horizon_steps, initial_state, settings_from
     from optimizer import RollingPlanner
 
     cfg = site.config
@@ -111,11 +106,13 @@ def solve_at(site: LoadedSite, at: str, carbon_price: float | None) -> Solved:
     check_window(cfg, start, end, f"--at {at}")
     inputs = build_inputs(site, start, end)
     settings = settings_from(cfg, carbon_price)
-    problem = build_problem(site, inputs, start, initial_state(cfg), settings)
+    # the service's pipeline: plans keep its margin under the import limit (the window shown
+    # carries the planned limit)
+    problem = make_problem(site, inputs, start, initial_state(cfg), settings)
     result = RollingPlanner().solve(problem)
-    return Solved(site=site, at_utc=start, inputs=inputs, window=inputs.window(
-        inputs.frame.index[0], n), plan=result, carbon_price=settings.carbon_price_per_kg,
-        objective=settings.objective.value)
+    window = with_margin(inputs.window(inputs.frame.index[0], n), cfg.service.plan_import_margin_fraction)
+    return Solved(site=site, at_utc=start, inputs=inputs, window=window, plan=result,
+                  carbon_price=settings.carbon_price_per_kg, objective=settings.objective.value)
 
 
 def plan_emissions(s: Solved) -> dict[str, float]:

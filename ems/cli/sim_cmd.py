@@ -109,36 +109,12 @@ def default_start(site: LoadedSite) -> datetime:
 def simulator_for_site(site: LoadedSite, clock: Callable[[], float], start_utc: datetime,
                        session_days: float = 7.0) -> SiteSimulator:
     """One plant (the what-if plant model) and one server per configured device."""
-    from drivers.sim.device_models import (
-        BatteryDeviceModel,
-        DeviceModel,
-        ElectrolyserDeviceModel,
-        EvChargerDeviceModel,
-        MeterModel,
-        PvInverterModel,
-    )
-    from drivers.sim.site_sim import SimDevice, SiteSimulator, VehicleSession
+    from drivers.sim.site_sim import SiteSimulator, VehicleSession
     from ems.inputs.site_inputs import build_inputs
-    from ems.whatif.plant_setup import plant_from_config
+    from ems.site.plant import plant_from_config, sim_devices
 
     cfg = site.config
-    devices: list[SimDevice] = []
-    for d in site_devices(cfg):
-        a = d.asset
-        model: DeviceModel
-        if d.section in ("grid", "load"):
-            model = MeterModel(d.name)
-        elif d.section == "pv":
-            model = PvInverterModel(a.name, rated_kw=a.kwp)
-        elif d.section == "battery":
-            model = BatteryDeviceModel(a.name)
-        elif d.section == "ev_charger":
-            safe = a.min_current_a if a.min_current_a else 6.0
-            model = EvChargerDeviceModel(a.name, a.phases, a.voltage_v, safe_current_a=safe)
-        else:
-            model = ElectrolyserDeviceModel(a.name)
-        devices.append(SimDevice(d.name, d.device.profile, model, d.device.host, d.device.port,
-                                 d.device.unit_id))
+    devices = sim_devices(cfg)
     sessions: list[VehicleSession] = []
     if cfg.ev_sessions is not None:
         window = SeriesWindow(site)._inside(start_utc)

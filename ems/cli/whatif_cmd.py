@@ -147,6 +147,9 @@ def whatif(
     ] = ForecastChoice.perfect,
     seed: Annotated[int, typer.Option(help="Random seed of the noisy forecast.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Parallel workers for a run.")] = 1,
+    control_step: Annotated[int, typer.Option(
+        "--control-step", min=1, help="Seconds between two decisions of the controller (the plant "
+                                      "steps as often); must divide the plan step.")] = 60,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON document.")] = False,
     out: Annotated[Path | None, typer.Option(
         help="Write per-step results per run and summary.json to this directory.")] = None,
@@ -173,6 +176,9 @@ def whatif(
         if forecast is ForecastChoice.model:
             first_day = _model_start(base, first_day, explicit=start is not None)
         replan = parse_minutes(replan_every, "--replan-every") if replan_every else None
+        if (cfg.planning.step_minutes * 60) % control_step:
+            fail(f"--control-step {control_step} s: must divide the {cfg.planning.step_minutes}-minute "
+                 "plan step")
         for r in runs:
             assert r.site is not None
             _check_run(r, first_day, days, replan)
@@ -180,7 +186,8 @@ def whatif(
             out.mkdir(parents=True, exist_ok=True)
         for r in runs:
             r.result = _simulate(r, first_day, days, carbon_price, replan, forecast.value, seed,
-                                 workers, show_progress=not as_json and sys.stderr.isatty())
+                                 workers, show_progress=not as_json and sys.stderr.isatty(),
+                                 control_step_s=control_step)
         from ems.whatif.kpi import accounting_carbon_kind
 
         doc = summary_doc(cfg.site.name, first_day, days, runs, cfg.site.currency,
@@ -270,12 +277,13 @@ def _latest_start(r: Run, days: int) -> str:
 
 
 def _simulate(r: Run, first_day: date, days: int, carbon_price: float | None, replan: int | None,
-              forecast: str, seed: int, workers: int, show_progress: bool) -> SimulationResult:
+              forecast: str, seed: int, workers: int, show_progress: bool,
+              control_step_s: int = 60) -> SimulationResult:
     from ems.whatif.simulate import WhatIfOptions, simulate
 
     kwargs: dict[str, Any] = dict(start=first_day, days=days, strategy=r.strategy,
                                   carbon_price_per_kg=carbon_price, replan_every_minutes=replan,
-                                  forecast=forecast, seed=seed)
+                                  forecast=forecast, seed=seed, control_step_s=control_step_s)
     if "workers" in WhatIfOptions.__dataclass_fields__:
         kwargs["workers"] = workers
     opts = WhatIfOptions(**kwargs)
@@ -455,6 +463,8 @@ def notes(runs: list[Run], base: LoadedSite, carbon_price: float | None, replan:
         f"Costs are in {cur}, the site's currency. Emissions use {accounting_carbon_kind(cfg)} grid "
         f"carbon intensity (grid.carbon in the config); plans weigh {cfg.planning_carbon.kind}.",
     ]
+    lines.append("Every run: the site's controller decides each control step (--control-step) from "
+                 "what its devices report; the baseline is that controller's rules, without a plan.")
     if any(r.strategy == "optimised" for r in runs):
         lines.append(
             f"Optimised runs: {forecast} forecast, re-plan every "

@@ -12,7 +12,7 @@ the site config and the time it is given (UTC, injected; no wall clock). Every c
    health, BMS alarms), raising alarms edge-triggered, with hysteresis;
 4. reports, per device, which limits bound the value (for the audit log).
 
-Units and signs follow :class:`drivers.sim.plant.Setpoints`: kW; ``battery_net_kw`` > 0 is
+Units and signs follow :class:`drivers.setpoints.Setpoints`: kW; ``battery_net_kw`` > 0 is
 discharging, < 0 charging; ``ev_kw`` is charging power (< 0 only for V2G chargers);
 ``electrolyser_kw`` is stack power, 0 = standby (the unit then draws its ``standby_kw``);
 ``pv_limit_kw`` None = no limit.
@@ -54,7 +54,7 @@ from drivers.capabilities import (
     Measured,
     PvInverterReading,
 )
-from drivers.sim.plant import Setpoints
+from drivers.setpoints import Setpoints
 from ems.config.models import (
     BatteryConfig,
     ElectrolyserConfig,
@@ -280,14 +280,20 @@ def battery_rating_limits(cfg: BatteryConfig) -> list[Limit]:
                   f"rating {cfg.max_discharge_kw:g} kW")]
 
 
-def battery_soc_limits(cfg: BatteryConfig, soc_pct: float) -> list[Limit]:
-    """No discharge at or below the SOC floor (``soc_min_fraction`` × 100 %), no charge at or
-    above the ceiling (``soc_max_fraction`` × 100 %), from the measured SOC in %."""
-    floor_pct, ceiling_pct = 100 * cfg.soc_min_fraction, 100 * cfg.soc_max_fraction
+def battery_soc_limits(cfg: BatteryConfig, soc_pct: float,
+                       reserve_fraction: float | None = None) -> list[Limit]:
+    """No discharge at or below the SOC floor (``soc_min_fraction`` × 100 %, or a higher
+    ``reserve_fraction`` set by the operator), no charge at or above the ceiling
+    (``soc_max_fraction`` × 100 %), from the measured SOC in %."""
+    floor = max(cfg.soc_min_fraction, reserve_fraction or 0.0)
+    reserved = floor > cfg.soc_min_fraction
+    floor_pct = 100 * floor
+    ceiling_pct = 100 * cfg.soc_max_fraction
     out: list[Limit] = []
     if soc_pct <= floor_pct + _EPS:
-        out.append(Limit("discharge", 0.0, "soc_min_fraction",
-                         f"SOC {soc_pct:g} % at or below the floor {floor_pct:g} %"))
+        out.append(Limit("discharge", 0.0, "reserve" if reserved else "soc_min_fraction",
+                         f"SOC {soc_pct:g} % at or below the {'reserve' if reserved else 'floor'} "
+                         f"{floor_pct:g} %"))
     if soc_pct >= ceiling_pct - _EPS:
         out.append(Limit("charge", 0.0, "soc_max_fraction",
                          f"SOC {soc_pct:g} % at or above the ceiling {ceiling_pct:g} %"))
@@ -538,6 +544,8 @@ class SafetyGuard:
         self._electrolysers = {e.name: e for e in config.electrolyser}
         self._pv = {p.name: p for p in config.pv}
         self._active: dict[tuple[str, str], AlarmEvent] = {}
+        self.reserves: dict[str, float] = {}
+        """Battery -> SOC floor (fraction) set by the operator; holds when above the config's."""
 
     @property
     def active_alarms(self) -> tuple[AlarmEvent, ...]:
@@ -598,7 +606,7 @@ class SafetyGuard:
             return
         soc = _number(reading.soc_pct)
         assert soc is not None
-        limits = battery_rating_limits(cfg) + battery_soc_limits(cfg, soc)
+        limits = battery_rating_limits(cfg) + battery_soc_limits(cfg, soc, self.reserves.get(name))
         # Active alarms limit the battery, also those kept active because their value is missing.
         limits += [lim for c in checks if c.active for lim in c.limits]
         value, bounds = _finite_or(wanted.battery_net_kw[name], 0.0)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from ems.accounting import billing_period
 from ems.config.loader import LoadedSite
 from ems.config.models import SiteConfig
 from ems.inputs.site_inputs import EvSessionEvent, SiteInputs, demand_window_column
@@ -63,10 +64,6 @@ def plugged_steps(session: EvSessionEvent, start: datetime, n_steps: int, step_m
     a = (session.arrival_utc - start).total_seconds() / step_s
     d = (session.departure_utc - start).total_seconds() / step_s
     return [max(0.0, min(k + 1.0, d) - max(float(k), a)) for k in range(n_steps)]
-
-
-def billing_period(at_utc: datetime, timezone: str) -> str:
-    return pd.Timestamp(at_utc).tz_convert(timezone).strftime("%Y-%m")
 
 
 def horizon_steps(cfg: SiteConfig) -> int:

@@ -36,7 +36,8 @@ class ModeOverride(BaseModel):
 
 class BatteryReserve(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    soc_min_fraction: Annotated[float, Field(ge=0, le=1)]
+    soc_min_fraction: Annotated[float, Field(ge=0, lt=1, strict=True, allow_inf_nan=False)]
+    """SOC the battery keeps (fraction); at most the battery's own ``soc_max_fraction``."""
 
 
 # FastAPI resolves handler annotations at runtime: no postponed annotations in this module
@@ -118,8 +119,13 @@ def create_app(service: SiteService) -> FastAPI:
 
     @app.put("/battery/{name}/reserve", dependencies=[Depends(writer)])
     async def reserve(name: str, body: BatteryReserve) -> dict[str, Any]:
-        if name not in {b.name for b in service.cfg.battery}:
+        battery = next((b for b in service.cfg.battery if b.name == name), None)
+        if battery is None:
             raise HTTPException(404, f"no battery {name!r}")
+        if body.soc_min_fraction > battery.soc_max_fraction:
+            raise HTTPException(422, [{"loc": ["body", "soc_min_fraction"], "input": body.soc_min_fraction,
+                                       "msg": f"above battery {name}'s soc_max_fraction "
+                                              f"{battery.soc_max_fraction:g}"}])
         service.set_reserve(name, body.soc_min_fraction)
         return {"battery": name, "soc_min_fraction": body.soc_min_fraction}
 

@@ -1,11 +1,26 @@
-"""Key figures of a simulated period, computed from its per-step record."""
+"""Key figures of a simulated period, computed from its per-step record.
+
+Energy cost, demand charge and emissions come from ``ems.accounting``, as the running service's
+do; the names are those of :data:`ems.accounting.KPI_NAMES`, except ``ev_delivered_kwh`` and
+``hydrogen_produced_kg``, kept for the CLI's table and JSON (see ``KPI_ALIASES``)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from ems.accounting import (
+    accounting_carbon_kind,
+    billing_periods,
+    carbon_columns,
+    demand_charge,
+    emissions_kg,
+    energy_cost,
+    period_demand_peaks,
+)
 from ems.config.models import SiteConfig
 from ems.inputs.site_inputs import demand_window_column
+
+__all__ = ["KPI_LABELS", "accounting_carbon_kind", "compute_kpis", "demand_charge_kpi", "emissions_kpis"]
 
 KPI_LABELS: dict[str, str] = {
     "energy_cost": "Energy cost",
@@ -26,26 +41,25 @@ KPI_LABELS: dict[str, str] = {
     "electrolyser_starts": "Electrolyser starts",
     "import_limit_exceeded_steps": "Steps over import limit",
 }
+"""The CLI table's short label of each KPI ``compute_kpis`` returns, in table order (money
+labels get the currency appended there). Every key is a name of ``ems.accounting.KPI_NAMES`` or
+one of its ``KPI_ALIASES``."""
 
 
 def compute_kpis(steps: pd.DataFrame, cfg: SiteConfig, ev_delivered_kwh: float,
                  ev_shortfall_kwh: float, battery_throughput_kwh: float,
                  electrolyser_starts: int) -> dict[str, float]:
     dt = cfg.planning.step_minutes / 60.0
-    energy_cost = float(((steps["import_kw"] * steps["import_price_per_kwh"]
-                          - steps["export_kw"] * steps["export_price_per_kwh"]) * dt).sum())
-    demand = 0.0
-    local_month = steps.index.tz_convert(cfg.site.timezone).strftime("%Y-%m")
-    for k, dc in enumerate(cfg.grid.demand_charges):  # each billed on its own monthly peak
-        counted = steps["import_kw"].where(steps[demand_window_column(k)], 0.0)
-        demand += float(counted.groupby(local_month).max().sum() * dc.price_per_kw)
+    cost = float(energy_cost(steps["import_kw"], steps["export_kw"], steps["import_price_per_kwh"],
+                             steps["export_price_per_kwh"], dt).sum())
+    demand = demand_charge_kpi(steps, cfg)
     pv = float(steps["pv_kw"].sum() * dt)
     exported = float(steps["export_kw"].sum() * dt)
     capacity = sum(b.capacity_kwh for b in cfg.battery)
     return {
-        "energy_cost": energy_cost,
+        "energy_cost": cost,
         "demand_charge": demand,
-        "total_cost": energy_cost + demand,
+        "total_cost": cost + demand,
         **emissions_kpis(steps, cfg),
         "self_consumption": (max(0.0, pv - exported) / pv) if pv > 0 else 0.0,
         "peak_import_kw": float(steps["import_kw"].max()),
@@ -69,16 +83,22 @@ def emissions_kpis(steps: pd.DataFrame, cfg: SiteConfig) -> dict[str, float]:
     dt = cfg.planning.step_minutes / 60.0
 
     def kg(column: str) -> float:
-        return float((steps["import_kw"] * steps[column] * dt / 1000.0).sum())
+        return float(emissions_kg(steps["import_kw"], steps[column], dt).sum())
 
-    kind = accounting_carbon_kind(cfg)
-    column = f"carbon_{kind}_g_per_kwh"
-    out = {"emissions_kg": kg(column if column in steps else "carbon_g_per_kwh")}
-    if len(cfg.grid.carbon) == 2 and "carbon_marginal_g_per_kwh" in steps:
-        out["emissions_marginal_kg"] = kg("carbon_marginal_g_per_kwh")
+    accounting, marginal = carbon_columns(cfg, steps)
+    out = {"emissions_kg": kg(accounting)}
+    if marginal is not None:
+        out["emissions_marginal_kg"] = kg(marginal)
     return out
 
 
-def accounting_carbon_kind(cfg: SiteConfig) -> str:
-    """The carbon signal emissions are reported with: average (the mix) when configured."""
-    return "average" if cfg.grid.carbon_of("average") else cfg.grid.carbon[0].kind
+def demand_charge_kpi(steps: pd.DataFrame, cfg: SiteConfig) -> float:
+    """Sum over the billing periods (local months) of the steps of each configured demand
+    charge's price times its highest step import within its windows (``demand_window*``)."""
+    charges = cfg.grid.demand_charges
+    if not charges:
+        return 0.0
+    windows = [steps[demand_window_column(k)].astype(bool).tolist() for k in range(len(charges))]
+    peaks = period_demand_peaks(billing_periods(pd.DatetimeIndex(steps.index), cfg.site.timezone),
+                                steps["import_kw"].tolist(), zip(*windows, strict=True), len(charges))
+    return sum(demand_charge(charges, p) for p in peaks.values())

@@ -12,16 +12,15 @@ from typing import Any
 import pandas as pd
 
 from ems.config.loader import LoadedSite
+from ems.whatif.closed_loop import RangeResult, simulate_range
 from ems.whatif.kpi import compute_kpis
 from ems.whatif.range_run import (
     ForecastKind,
-    RangeResult,
     SimulationResult,
     Strategy,
     WhatIfOptions,
     max_sessions_per_horizon,
     period_utc,
-    simulate_range,
 )
 
 __all__ = ["ForecastKind", "SimulationResult", "Strategy", "WhatIfOptions", "chunk_starts",

@@ -1,0 +1,319 @@
+"""The site's devices as the service sees them: one poll target and one guarded writer each.
+
+Profiles come from the config (`device.profile`); SunSpec profiles are resolved on the device's
+own model chain at start. Polling runs in wall time (intervals in wall seconds); a reading older
+than its TTL is missing ("stale"), which the safety guard turns into the device's fallback.
+
+`refresh_many`, `write_many` and `keepalive_many` talk to all devices side by side and return
+within a budget of wall seconds: a device that stops answering is left to its own background
+task (one poll and one write or keep-alive in flight per device at most) and never holds up the
+others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from drivers.capabilities import CapabilityReading, Setpoint, to_commands
+from drivers.modbus.profile import Profile
+from drivers.modbus.safe_write import SafeWriter, WriteOutcome
+from drivers.modbus.transport import ModbusTcpTransport, TransportError
+from drivers.poller import Poller, PollTarget
+from drivers.sim.device_profiles import profile_for_device
+from drivers.sunspec import NEVER_ZERO, SUNSPEC_PROFILE_NAMES, SunSpecError, discover, get_spec, resolve
+from ems.config.models import SiteConfig
+from ems.config.site_devices import SiteDevice, site_devices
+from ems.site.commands import within_device_limits
+
+log = logging.getLogger("ems.devices")
+
+CommandKind = Literal["write", "keepalive"]
+WriteDone = Callable[[str, list[WriteOutcome]], None]
+"""Called with a device's name and its write outcomes when a `DeviceLinks.write_many` write ends."""
+
+
+@dataclass
+class Link:
+    device: SiteDevice
+    profile: Profile
+    writer: SafeWriter | None
+    """None for devices without commands (meters)."""
+
+
+class DeviceLinks:
+    """Poll and command every configured device of a site."""
+
+    def __init__(self, cfg: SiteConfig, poll_interval_s: float = 1.0, ttl_s: float | None = None,
+                 timeout_s: float = 1.0, command_clock: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``command_clock`` (seconds) times keep-alives and rate limits: the site clock, since
+        device watchdogs count site time. ``clock`` (seconds) is the poller's: it times the
+        polling intervals and the TTLs (``poll_interval_s`` and ``ttl_s`` are in its seconds)."""
+        self.cfg = cfg
+        self.command_clock = command_clock
+        self.clock = clock
+        self.poll_interval_s = poll_interval_s
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self.links: dict[str, Link] = {}
+        self.poller: Poller | None = None
+        self.unresolved: dict[str, str] = {}
+        """Devices that could not be set up at start (name -> reason); retried by `resolve`."""
+        self._polls: dict[str, asyncio.Task[Any]] = {}
+        """The `refresh_many` poll running for each device."""
+        self._commands: dict[str, tuple[CommandKind, asyncio.Task[Any]]] = {}
+        """The write or keep-alive in flight to each device (never more than one)."""
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._stopping = False
+        entries = site_devices(self.cfg)
+        profiles: dict[str, Profile] = {}
+        for entry in entries:
+            try:
+                profiles[entry.name] = await self._profile(entry)
+            except (SunSpecError, TransportError, OSError) as exc:
+                self.unresolved[entry.name] = str(exc)
+                log.warning("device %s: not set up: %s", entry.name, exc)
+        targets = [PollTarget(e.name, profiles[e.name], e.device.host, e.device.port, e.device.unit_id,
+                              interval_s=self.poll_interval_s, ttl_s=self.ttl_s)
+                   for e in entries if e.name in profiles]
+        self.poller = Poller(targets, timeout_s=self.timeout_s, clock=self.clock)
+        for e in entries:
+            if e.name not in profiles:
+                continue
+            profile = profiles[e.name]
+            writer = None
+            if profile.commands:
+                transport = self.poller.pool.get(e.device.host, e.device.port)
+                writer = SafeWriter(profile, transport, e.device.unit_id, clock=self.command_clock,
+                                    never_zero=NEVER_ZERO.get(profile.name, frozenset()))
+            self.links[e.name] = Link(e, profile, writer)
+        self.poller.start()
+
+    async def first_polls(self, timeout_s: float) -> None:
+        """Wait (up to ``timeout_s`` wall seconds) until every device has been polled once, so the
+        first dispatch sees readings rather than "not polled yet"."""
+        if self.poller is None:
+            return
+        poller = self.poller
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while any(poller.stats(n).polls == 0 for n in poller.names):
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        """Cancel the polls, writes and keep-alives still in flight (waiting until they have
+        ended), then stop polling."""
+        self._stopping = True
+        while self._background:
+            # Python 3.11's asyncio.wait_for can swallow a cancellation (see `Poller.stop`):
+            # cancel again until every task has really ended
+            pending = set(self._background)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.5)
+        self._polls.clear()
+        self._commands.clear()
+        if self.poller is not None:
+            await self.poller.stop()
+
+    async def _profile(self, entry: SiteDevice) -> Profile:
+        profile, _ = profile_for_device(entry.device.profile)
+        if profile.name not in SUNSPEC_PROFILE_NAMES:
+            return profile
+        transport = ModbusTcpTransport(entry.device.host, entry.device.port, timeout_s=self.timeout_s)
+        try:
+            smap = await discover(transport, entry.device.unit_id)
+            resolved: Profile = resolve(get_spec(profile.name), smap)
+            return resolved
+        finally:
+            transport.close()
+
+    def reading(self, name: str) -> CapabilityReading | None:
+        """The latest typed reading of ``name`` (fields missing with a reason when stale)."""
+        if self.poller is None or name not in self.links:
+            return None
+        try:
+            return self.poller.reading(name)
+        except (KeyError, ValueError) as exc:
+            log.warning("device %s: no reading: %s", name, exc)
+            return None
+
+    async def refresh(self, name: str) -> None:
+        """Poll ``name`` now (between its scheduled polls)."""
+        if self.poller is not None and name in self.links:
+            await self.poller.poll_once(name)
+
+    def online(self, name: str) -> bool:
+        """The device answered within its TTL."""
+        if self.poller is None or name not in self.links:
+            return False
+        stats = self.poller.stats(name)
+        last = stats.last_good_read_at
+        return last is not None and self.poller.clock() - last <= self.poller.target(name).ttl
+
+    async def write(self, name: str, setpoint: Setpoint) -> list[WriteOutcome]:
+        """Write ``setpoint`` to device ``name`` through its guarded writer (never raises for
+        device faults: a failed write is an outcome with ``error``)."""
+        link = self.links.get(name)
+        if link is None or link.writer is None:
+            return [WriteOutcome(type(setpoint).__name__, float("nan"), error=f"device {name!r} not linked")]
+        setpoint = within_device_limits(link.profile, setpoint)
+        try:
+            commands = to_commands(link.profile, setpoint)
+        except ValueError as exc:
+            return [WriteOutcome(type(setpoint).__name__, float("nan"), error=str(exc))]
+        return [await link.writer.write(command, value) for command, value in commands.items()]
+
+    async def keepalive(self) -> None:
+        """Re-write every command whose device watchdog is due to be fed."""
+        for link in self.links.values():
+            if link.writer is not None and link.writer.due_keepalives():
+                await link.writer.keepalive()
+
+    # -- side by side, within a budget ----------------------------------------------------------
+
+    async def refresh_many(self, names: Iterable[str], budget_s: float) -> None:
+        """Poll each of ``names`` now, side by side; return when all polls have ended or after
+        ``budget_s`` wall seconds, whichever is first. A poll still running goes on in the
+        background and is not started again while it runs (its reading goes stale by TTL)."""
+        poller = self.poller
+        if poller is None or self._stopping:
+            return
+        running: list[asyncio.Task[Any]] = []
+        for name in dict.fromkeys(names):
+            if name not in self.links:
+                continue
+            task = self._polls.get(name)
+            if task is None or task.done():
+                task = self._polls[name] = self._spawn(name, "poll", poller.poll_once(name))
+            running.append(task)
+        await _within(running, budget_s)
+
+    async def write_many(self, setpoints: Mapping[str, Setpoint], budget_s: float,
+                         on_done: WriteDone | None = None) -> dict[str, list[WriteOutcome] | None]:
+        """Write each device's setpoint as `write` does, all devices side by side; return after
+        all writes have ended or after ``budget_s`` wall seconds, whichever is first.
+
+        Returns the outcomes per device of the writes that ended, None for a device whose write is
+        still in flight or was skipped because its previous write still is (never two writes in
+        flight to one device; a write waits for a keep-alive in flight to the device to end).
+        ``on_done(name, outcomes)`` is called exactly once for every write that ends, from its
+        task: before this returns for the writes that ended in time, later for the others. It is
+        the one place to audit every write.
+        """
+        started: dict[str, asyncio.Task[list[WriteOutcome]]] = {}
+        if not self._stopping:
+            for name, setpoint in setpoints.items():
+                busy = self._in_flight(name)
+                if busy is not None and busy[0] == "write":
+                    log.debug("device %s: previous write still in flight, %s not written", name, setpoint)
+                    continue
+                before = busy[1] if busy is not None else None
+                task = self._spawn(name, "write", self._write_task(name, setpoint, before, on_done))
+                self._commands[name] = ("write", task)
+                started[name] = task
+        await _within(started.values(), budget_s)
+        out: dict[str, list[WriteOutcome] | None] = dict.fromkeys(setpoints)
+        for name, task in started.items():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                out[name] = task.result()
+        return out
+
+    async def keepalive_many(self, budget_s: float) -> None:
+        """Feed the due keep-alives of every device, side by side, skipping a device with a write
+        or keep-alive still in flight; return when all have ended or after ``budget_s`` wall
+        seconds, whichever is first (those still running go on in the background)."""
+        if self._stopping:
+            return
+        started: list[asyncio.Task[Any]] = []
+        for name, link in self.links.items():
+            writer = link.writer
+            if writer is None or self._in_flight(name) is not None or not writer.due_keepalives():
+                continue
+            task = self._spawn(name, "keep-alive", self._keepalive_task(name, writer))
+            self._commands[name] = ("keepalive", task)
+            started.append(task)
+        await _within(started, budget_s)
+
+    def in_flight(self, name: str) -> CommandKind | None:
+        """The command in flight to device ``name`` from `write_many` or `keepalive_many`:
+        "write", "keepalive" or None."""
+        busy = self._in_flight(name)
+        return busy[0] if busy is not None else None
+
+    def polling(self, name: str) -> bool:
+        """A `refresh_many` poll of device ``name`` is still running."""
+        task = self._polls.get(name)
+        return task is not None and not task.done()
+
+    def _in_flight(self, name: str) -> tuple[CommandKind, asyncio.Task[Any]] | None:
+        busy = self._commands.get(name)
+        return busy if busy is not None and not busy[1].done() else None
+
+    async def _write_task(self, name: str, setpoint: Setpoint, before: asyncio.Task[Any] | None,
+                          on_done: WriteDone | None) -> list[WriteOutcome]:
+        if before is not None:
+            await asyncio.wait([before])  # the keep-alive in flight ends first (however it ends)
+        try:
+            outcomes = await self.write(name, setpoint)
+        except Exception as exc:  # write() reports device faults as outcomes; anything else is a bug
+            log.exception("device %s: write of %s failed", name, setpoint)
+            outcomes = [WriteOutcome(type(setpoint).__name__, math.nan, error=f"{type(exc).__name__}: {exc}")]
+        if on_done is not None:
+            try:
+                on_done(name, outcomes)
+            except Exception:
+                log.exception("device %s: on_done of a write failed", name)
+        return outcomes
+
+    async def _keepalive_task(self, name: str, writer: SafeWriter) -> None:
+        for outcome in await writer.keepalive():
+            if outcome.error is not None:
+                log.debug("device %s: keep-alive of %s: %s", name, outcome.command, outcome.error)
+
+    def _spawn(self, name: str, what: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a tracked background task for device ``name``."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"{what} {name}")
+        self._background.add(task)
+        task.add_done_callback(functools.partial(self._ended, name, what))
+        return task
+
+    def _ended(self, name: str, what: str, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if self._polls.get(name) is task:
+            del self._polls[name]
+        busy = self._commands.get(name)
+        if busy is not None and busy[1] is task:
+            del self._commands[name]
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("device %s: %s failed: %s: %s", name, what, type(exc).__name__, exc, exc_info=exc)
+
+    def shortest_keepalive_s(self) -> float | None:
+        periods = [p for link in self.links.values() if link.writer is not None
+                   for name in link.profile.commands
+                   if (p := link.writer.keepalive_period(name)) is not None]
+        return min(periods) if periods else None
+
+    def names(self, section: str) -> list[str]:
+        return [n for n, link in self.links.items() if link.device.section == section]
+
+
+async def _within(tasks: Collection[asyncio.Task[Any]], budget_s: float) -> None:
+    """Wait until every task of ``tasks`` has ended or ``budget_s`` wall seconds have passed;
+    cancels nothing."""
+    if tasks:
+        await asyncio.wait(tasks, timeout=max(0.0, budget_s))
