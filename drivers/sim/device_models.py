@@ -2,7 +2,7 @@
 
 A model never touches registers itself: it gets the setpoint fields its commands carry (after
 the device watchdog, see :mod:`drivers.sim.site_sim`), adds requests to the plant's
-:class:`~drivers.sim.plant.Setpoints`, and after each step returns capability values (published
+:class:`~drivers.setpoints.Setpoints`, and after each step returns capability values (published
 through the profile's mapping) and a few extra point values by point name (published when the
 profile has such a point). Units: kW, kWh, A, V, kg; clock times in seconds.
 """

@@ -569,7 +569,7 @@ class ServiceConfig(Strict):
     from what it measured (`ems.runtime.forecasts`)."""
     plan_import_margin_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.05
     """Plans keep the grid import this fraction under the import limit: headroom for forecast
-    error, which the dispatcher covers from the meter with the batteries (the limit itself is
+    error, which the controller covers from the meter with the batteries (the limit itself is
     held at its full value)."""
     signals_every_s: Annotated[float, Field(ge=60)] = 1800.0
     """How often live tariff and carbon sources are fetched (site seconds); new data re-plans."""

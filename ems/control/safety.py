@@ -1,4 +1,4 @@
-"""The safety guard: the last check between the dispatcher's wanted setpoints and the device writes.
+"""The safety guard: the last check between the controller's wanted setpoints and the device writes.
 
 It is independent of the plan: it looks only at the wanted setpoints, the latest device readings,
 the site config and the time it is given (UTC, injected; no wall clock). Every cycle it

@@ -132,7 +132,7 @@ class Dispatch:
         device's latest reading."""
         now_read = [n for n in (GRID_METER, *(b.name for b in self.cfg.battery)) if n in self.links.links]
         await self.links.refresh_many(now_read, self.budget_s)
-        return {name: self.links.reading(name) for name in self.links.links}
+        return self.links.readings()
 
     def snapshot(self, now: datetime, readings: dict[str, CapabilityReading | None],
                  tank_kg: dict[str, float]) -> Snapshot:

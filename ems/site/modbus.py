@@ -149,6 +149,10 @@ class DeviceLinks:
             log.warning("device %s: no reading: %s", name, exc)
             return None
 
+    def readings(self) -> dict[str, CapabilityReading | None]:
+        """Every linked device's latest reading (see :meth:`reading`)."""
+        return {name: self.reading(name) for name in self.links}
+
     async def refresh(self, name: str) -> None:
         """Poll ``name`` now (between its scheduled polls)."""
         if self.poller is not None and name in self.links:

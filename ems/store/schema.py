@@ -70,7 +70,7 @@ plans = Table(
     Column("emissions_kg", Float, nullable=True),
     Column("solve_s", Float, nullable=True),
     Column("headline", Text, nullable=False),
-    # per-step targets the dispatcher follows, with the prices and carbon behind them
+    # per-step targets the controller follows, with the prices and carbon behind them
     Column("body", JSON, nullable=False),
     Index("ix_plans_slot", "slot_start"),
 )
