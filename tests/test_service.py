@@ -1,10 +1,18 @@
 """The site service end to end: the bundled Guangdong site's simulators on loopback, controlled
 over Modbus TCP by `ems run`'s service on a fast site clock, with a real SQLite store, real HiGHS
-solves and the API on a real socket."""
+solves and the API on a real socket.
+
+The in-process runs are stepped (`run_service(..., stepped=True)`): site time moves only when the
+service has nothing left to do at the present instant (solves, Modbus round trips), so a busy
+machine makes a run slower, never different. A scenario lets site time pass with
+`until(service, condition, ...)` or `service.scheduler.advance(seconds)`; the speed given is
+nominal (the job timetable of a wall-clock run at that speed). The subprocess tests (kill -9,
+the Docker command) run `ems run` on wall time."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -42,23 +50,22 @@ def site(tmp_path: Path, *sets: str) -> LoadedSite:
     return load_site(str(path), list(sets))
 
 
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    """Wait for ``condition`` on the event loop (wall-clock bound only as a failure guard)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+async def until(service: Any, condition: Callable[[], bool], what: str, within_s: float = 3600.0) -> None:
+    """Let site time pass, instant by instant, until ``condition`` holds; fail when it does not
+    within ``within_s`` site seconds."""
+    if not await service.scheduler.until(condition, within_s):
+        raise AssertionError(f"{what}: not within {within_s:g} site seconds")
 
 
 Scenario = Callable[[Any, Any], Awaitable[None]]
 
 
 def run(loaded: LoadedSite, store: Store, speed: float, scenario: Scenario,
-        api_port: int | None = None, start: datetime = START, limit_s: float = 60.0) -> Any:
-    """Run the service with the site's simulators until ``scenario(service, sim)`` returns.
-    After ``limit_s`` wall seconds the run is stopped and every task's stack is printed, so a
-    stuck run fails with a diagnosis instead of hanging the suite."""
+        api_port: int | None = None, start: datetime = START, limit_s: float = 300.0) -> Any:
+    """Run the service with the site's simulators, stepped, until ``scenario(service, sim)``
+    returns (the scenario moves site time). After ``limit_s`` wall seconds (a guard against a hang,
+    not a timing check) the run is stopped and every task's stack is printed, so a stuck run fails
+    with a diagnosis instead of hanging the suite."""
     async def main() -> Any:
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
@@ -84,7 +91,7 @@ def run(loaded: LoadedSite, store: Store, speed: float, scenario: Scenario,
             tasks.append(asyncio.get_running_loop().create_task(go()))
 
         service = await run_service(loaded, store, True, speed, start, None, on_started=started,
-                                    api_port=api_port, stop=stop)
+                                    api_port=api_port, stop=stop, stepped=True)
         guard.cancel()
         assert not expired, f"the run did not end within {limit_s:g} s (task stacks on stderr)"
         for t in tasks:
@@ -108,6 +115,56 @@ class ScaledLoad:
 
     def offtake_kg_per_h(self, at: datetime) -> dict[str, float]:
         return dict(self.inner.offtake_kg_per_h(at))
+
+
+def test_stepped_time_moves_on_only_once_every_job_and_what_it_started_has_ended() -> None:
+    """The stepped scheduler on its own: the plant steps before the jobs of an instant; a job's
+    solve in a worker thread and the task it spawned end before the clock moves."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ems.runtime.clock import SteppedClock
+    from ems.runtime.scheduling import SteppedScheduler
+
+    clock = SteppedClock(START, speed=60.0)
+    with pytest.raises(ValueError, match="cannot go back"):
+        clock.advance(-1.0)
+    log: list[tuple[str, float]] = []
+    tasks: set[asyncio.Task[None]] = set()
+    executor = ThreadPoolExecutor(max_workers=1)
+
+    async def main() -> bool:
+        jobs = SteppedScheduler(clock, on_instant=lambda: log.append(("step", clock.sim_seconds())))
+        jobs.watch(None, tasks)
+
+        async def slow_plan() -> None:
+            def solve() -> None:
+                time.sleep(0.05)  # a solve holding its thread: no site time passes meanwhile
+                log.append(("solved", clock.sim_seconds()))
+            await asyncio.get_running_loop().run_in_executor(executor, solve)
+
+        async def spawning() -> None:
+            async def later() -> None:
+                await asyncio.sleep(0.01)
+                log.append(("spawned", clock.sim_seconds()))
+            tasks.add(asyncio.get_running_loop().create_task(later()))
+            log.append(("dispatch", clock.sim_seconds()))
+
+        jobs.add_job(slow_plan, "plan", 900.0, first_at=START)
+        jobs.add_job(spawning, "dispatch", 300.0)
+        jobs.start()
+        await jobs.advance(600.0)
+        reached = await jobs.until(lambda: len([e for e in log if e[0] == "solved"]) >= 2, 3600.0)
+        missed = await jobs.until(lambda: False, 60.0)
+        jobs.shutdown()
+        return reached and not missed
+
+    assert asyncio.run(main())
+    executor.shutdown()
+    assert log == [("solved", 0.0), ("step", 300.0), ("dispatch", 300.0), ("spawned", 300.0),
+                   ("step", 600.0), ("dispatch", 600.0), ("spawned", 600.0),
+                   ("step", 900.0), ("solved", 900.0), ("dispatch", 900.0), ("spawned", 900.0)]
+    assert clock.sim_seconds() == 900.0
+    assert clock.now() == START + pd.Timedelta(seconds=900)
 
 
 def test_a_simulated_day_plans_every_slot_holds_the_grid_limit_and_meets_every_need(
@@ -145,25 +202,23 @@ def test_a_simulated_day_plans_every_slot_holds_the_grid_limit_and_meets_every_n
             if service.clock.sim_seconds() > 3600:
                 for n in ("bess", "fleet_1", "pem"):
                     held[n].append(sim.device(n).command_fields())
-            await asyncio.sleep(0.05)
+            await service.scheduler.advance(15.0)  # a sample every 15 site seconds
 
-    service = run(loaded, store, 300.0, scenario, start=start, limit_s=500.0)
+    service = run(loaded, store, 300.0, scenario, start=start, limit_s=1800.0)
     departures = {v.session_id: v.departure_utc for vs in sim_sessions for v in vs}
     t0, t1 = start, datetime(2026, 1, 1, tzinfo=UTC)
     plans = store.plans(t0, t1)
     slots = int(hours * 4)
     assert len(plans) >= slots - 2, f"{len(plans)} plans in {slots} slots"
     assert (plans["status"] != "failed").all()
-    # setpoints reached the devices (what the simulated devices hold, read on their side). At
-    # 300x a 60-s device watchdog is 0.2 s of wall time, so a busy moment of the event loop can
-    # let it lapse between keep-alives: most samples, not every one, must show the setpoint.
+    # setpoints reached the devices (what the simulated devices hold, read on their side): most
+    # samples, not every one (on wall time at 300x a 60-s device watchdog is 0.2 s, which a busy
+    # event loop could let lapse between keep-alives; stepped, keep-alives are never late).
     share = {n: sum(key in f for f in held[n]) / len(held[n])
              for n, key in (("bess", "power_net_kw"), ("fleet_1", "current_a"), ("pem", "run"))}
     assert all(v >= 0.8 for v in share.values()), share
     # from the moment the plan is followed (first write in mode auto, plus one dispatch period
-    # for it to act). Before, the devices run on their defaults and the fallback rules; at 300x
-    # the first solve (about 0.4 s wall, 2 site minutes) also outlasts the battery's 60-s
-    # device watchdog, which a real-time clock never comes near.
+    # for it to act). Before, the devices run on their defaults and the fallback rules.
     writes = store.setpoints(t0, t1)
     controlled = writes[writes["mode"] == "auto"]["ts"].min() + pd.Timedelta(minutes=5)
     every = store.telemetry(t0, t1)
@@ -182,8 +237,8 @@ def test_a_simulated_day_plans_every_slot_holds_the_grid_limit_and_meets_every_n
     exhausted = ((table[("bess", "soc_pct")] <= 10.1) & (ev_kw < 0.5)
                  & (table[("pem", "h2_flow_kg_per_h")].fillna(0.0) <= 0.0)
                  & (table[("factory", "power_net_kw")] > limit))
-    # by the next sample (at 300x, a few by the one after: the simulated plant and the service
-    # step out of phase), the meter is under the limit or nothing is left to control
+    # by the next sample (a few by the one after), the meter is under the limit or nothing is
+    # left to control
     settled = ~over | exhausted
     corrected = over & settled.shift(-1, fill_value=True)
     late = over & ~corrected & settled.shift(-2, fill_value=True)
@@ -229,7 +284,7 @@ def check_kpis(store: Store, loaded: LoadedSite, start: datetime, hours: float,
         days = kpis["2025-07-15"].get(name, 0.0) + kpis["2025-07-16"].get(name, 0.0)
         assert days == pytest.approx(month[name], rel=1e-9), name
     ts = grid_all["ts"].drop_duplicates()
-    dt_h = float(ts.diff().median().total_seconds()) / 3600
+    dt_h = pd.Timedelta(ts.diff().median()).total_seconds() / 3600
     telemetry_kwh = float(grid_all["value"].clip(lower=0).sum()) * dt_h
     assert month["grid_import_kwh"] == pytest.approx(telemetry_kwh, rel=0.05)
     assert month["ev_energy_kwh"] == pytest.approx(ev_kwh, rel=0.1)
@@ -257,14 +312,14 @@ def test_a_device_lost_mid_run_falls_back_raises_an_alarm_and_resumes(tmp_path: 
     events: list[str] = []
 
     async def scenario(service: Any, sim: Any) -> None:
-        await until(lambda: service.status.mode == "auto", "auto mode")
+        await until(service, lambda: service.status.mode == "auto", "auto mode")
         sim.faults("bess").no_answer = True
-        await until(lambda: service.status.devices_online.get("bess") is False, "bess offline")
-        await until(lambda: "bess" in service.guard_fallbacks, "battery fallback")
+        await until(service, lambda: service.status.devices_online.get("bess") is False, "bess offline")
+        await until(service, lambda: "bess" in service.guard_fallbacks, "battery fallback")
         events.append("lost")
         sim.faults("bess").clear()
-        await until(lambda: service.status.devices_online.get("bess") is True, "bess back")
-        await until(lambda: "bess" not in service.guard_fallbacks, "battery back to the plan")
+        await until(service, lambda: service.status.devices_online.get("bess") is True, "bess back")
+        await until(service, lambda: "bess" not in service.guard_fallbacks, "battery back to the plan")
         events.append("back")
 
     service = run(site(tmp_path), store, 60.0, scenario)
@@ -279,13 +334,13 @@ def test_a_failing_solver_means_fallback_within_one_dispatch_cycle(tmp_path: Pat
     store = Store.at_path(tmp_path / "ems.sqlite")
 
     async def scenario(service: Any, sim: Any) -> None:
-        await until(lambda: service.status.mode == "auto", "auto mode")
+        await until(service, lambda: service.status.mode == "auto", "auto mode")
 
         def broken(problem: Any) -> Any:
             raise RuntimeError("solver crashed")
 
         service.planner.solve = broken
-        await until(lambda: not service._solving, "the running solve to end")
+        await until(service, lambda: not service._solving, "the running solve to end")
         await service.plan_job("test")
         await service.dispatch_job()
         assert service.status.mode == "fallback"
@@ -303,8 +358,8 @@ def test_shutdown_leaves_every_device_in_its_safe_state(tmp_path: Path) -> None:
 
     async def scenario(service: Any, sim: Any) -> None:
         sims.append(sim)
-        await until(lambda: service.status.mode == "auto", "auto mode")
-        await until(lambda: abs(sim.device("bess").command_fields().get("power_net_kw", 0.0)) > 1.0,
+        await until(service, lambda: service.status.mode == "auto", "auto mode")
+        await until(service, lambda: abs(sim.device("bess").command_fields().get("power_net_kw", 0.0)) > 1.0,
                     "the battery following the plan")
 
     run(site(tmp_path), store, 60.0, scenario)
@@ -323,7 +378,7 @@ def test_api_needs_a_token_for_writes_and_an_override_changes_the_next_plan(
     results: dict[str, Any] = {}
 
     async def scenario(service: Any, sim: Any) -> None:
-        await until(lambda: service.status.mode == "auto", "auto mode")
+        await until(service, lambda: service.status.mode == "auto", "auto mode")
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=5.0) as client:
             results["status"] = (await client.get("/status")).json()
@@ -336,7 +391,7 @@ def test_api_needs_a_token_for_writes_and_an_override_changes_the_next_plan(
             reserve = await client.put("/battery/bess/reserve", json={"soc_min_fraction": 0.6},
                                        headers=auth)
             results["reserve"] = reserve.status_code
-            await until(lambda: service.status.plans_done > plans_before, "a new plan")
+            await until(service, lambda: service.status.plans_done > plans_before, "a new plan")
             results["soc"] = list(service.plan.series["bess.soc_kwh"])
             paused = await client.put("/mode", json={"mode": "pause"}, headers=auth)
             results["pause"] = paused.status_code
@@ -376,6 +431,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _plans_in(db: Path) -> int:
+    """Plans in the service's SQLite store, read only (0 before it has made its tables): a test
+    opening a `Store` while the service creates the same tables makes one of them fail."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            return int(con.execute("SELECT count(*) FROM plans").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 def test_kill_9_and_restart_resumes_from_the_store(tmp_path: Path) -> None:
     db = tmp_path / "ems.sqlite"
     url = f"sqlite:///{db}"
@@ -385,13 +452,13 @@ def test_kill_9_and_restart_resumes_from_the_store(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a guard against a hang (a busy machine is slow)
         while True:
             assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
-            if db.exists():
+            if _plans_in(db) >= 2:  # the service has made its tables: opening the store is safe
                 store = Store(url)
-                ready = store.count("plans") >= 2 and store.count("telemetry") > 0 and \
-                    store.get_state("ev_sessions") and store.kpis("2025-07")
+                ready = store.count("telemetry") > 0 and store.get_state("ev_sessions") and \
+                    store.kpis("2025-07")
                 store.close()
                 if ready:
                     break
@@ -451,13 +518,10 @@ def test_the_docker_image_start_command_runs(tmp_path: Path) -> None:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=out_file, stderr=err_file, text=True)
         try:
             db_ready = False
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180  # a guard against a hang
             while not db_ready:
                 assert proc.poll() is None and time.monotonic() < deadline, shlex.join(args)
-                if (tmp_path / "ems.sqlite").exists():
-                    store = Store(f"sqlite:///{tmp_path / 'ems.sqlite'}")
-                    db_ready = store.count("plans") >= 1
-                    store.close()
+                db_ready = _plans_in(tmp_path / "ems.sqlite") >= 1
                 time.sleep(0.1)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -521,19 +585,23 @@ source = {{ provider = "nordpool", area = "FI", base_url = "{provider.url}/nordp
 
     async def scenario(service: Any, sim: Any) -> None:
         latest = store.latest_plan()
+        assert latest is not None
         seen["first"] = (latest["slot_start"].isoformat(), latest["body"]["import_price_per_kwh"][0])
         level["eur_per_mwh"] = 300.0
-        await until(lambda: "new import_price data" in (store.latest_plan() or {}).get("headline", ""),
+        await until(service,
+                    lambda: "new import_price data" in (store.latest_plan() or {}).get("headline", ""),
                     "a plan on the new prices")
         latest = store.latest_plan()
+        assert latest is not None
         seen["new"] = (latest["slot_start"].isoformat(), latest["body"]["import_price_per_kwh"][0])
         level["broken"] = True
         stale = store.alarms(open_only=True)
-        await until(lambda: "signal_stale" in set(store.alarms(open_only=True)["code"]), "a stale alarm")
+        await until(service, lambda: "signal_stale" in set(store.alarms(open_only=True)["code"]),
+                    "a stale alarm")
         seen["stale"] = store.alarms(open_only=True).to_dict("records")
         seen["mode_while_stale"] = service.status.mode
         level["broken"] = False
-        await until(lambda: "signal_stale" not in set(store.alarms(open_only=True)["code"]),
+        await until(service, lambda: "signal_stale" not in set(store.alarms(open_only=True)["code"]),
                     "the stale alarm cleared")
         assert stale.empty or "signal_stale" not in set(stale["code"])
 
@@ -558,7 +626,7 @@ def test_the_service_keeps_its_records_in_postgresql(tmp_path: Path, pg_url: str
     metadata.create_all(store.engine)
 
     async def scenario(service: Any, sim: Any) -> None:
-        await until(lambda: service.status.plans_done >= 2 and store.count("telemetry") > 0
+        await until(service, lambda: service.status.plans_done >= 2 and store.count("telemetry") > 0
                     and bool(store.kpis("2025-07")), "plans, telemetry and KPIs in PostgreSQL")
 
     run(site(tmp_path), store, 60.0, scenario)
@@ -583,8 +651,7 @@ def test_model_forecasts_learn_from_the_measured_load(tmp_path: Path) -> None:
 
     async def scenario(service: Any, sim: Any) -> None:
         sim.series = ScaledLoad(sim.series, 1.15)
-        while service.clock.sim_seconds() < 2.5 * 3600:
-            await asyncio.sleep(0.05)
+        await service.scheduler.advance(2.5 * 3600)
 
     service = run(loaded, store, 600.0, scenario, start=start)
     assert service.status.plans_failed == 0 and service.status.plans_done >= 8

@@ -4,12 +4,17 @@ With ``--simulate`` the site's device simulators are started on loopback first a
 controls them over Modbus, on a site clock running ``--speed`` times real time. Without it the
 clock is real time and the devices are the real ones in the config. SIGTERM or Ctrl-C (or the end
 of ``--duration``) leaves every device in its safe state before the service exits.
+
+`run_service(..., stepped=True)` (the service tests) runs a simulated site on a stepped clock
+instead: site time moves only once the service has nothing left to do at the present instant
+(:mod:`ems.runtime.scheduling`), so the run does not depend on the machine's speed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -23,6 +28,7 @@ from ems.cli.common import fail, input_errors, load
 
 if TYPE_CHECKING:
     from ems.config.loader import LoadedSite
+    from ems.runtime.scheduling import SteppedScheduler
     from ems.runtime.service import SiteService
     from ems.store import Store
 
@@ -69,14 +75,30 @@ async def start_api(service: SiteService, host: str, port: int) -> tuple[Any, as
 async def run_service(site: LoadedSite, store: Store, simulate: bool, speed: float,
                       start_utc: datetime | None, duration_s: float | None,
                       on_started: object = None, api_port: int | None = None,
-                      stop: asyncio.Event | None = None) -> SiteService:
-    """Run until SIGTERM/SIGINT, ``stop`` or ``duration_s`` wall seconds; returns the stopped
-    service. ``on_started(service, simulator)`` is called once the service runs."""
+                      stop: asyncio.Event | None = None, stepped: bool = False) -> SiteService:
+    """Run until SIGTERM/SIGINT, ``stop`` or ``duration_s`` wall seconds (site seconds when
+    stepped); returns the stopped service. ``on_started(service, simulator)`` is called once the service runs.
+
+    ``stepped`` (with ``simulate``): a :class:`~ems.runtime.clock.SteppedClock` and a
+    :class:`~ems.runtime.scheduling.SteppedScheduler` (``service.scheduler``) that also steps the
+    simulator; ``speed`` is nominal (the wall run whose job timetable is reproduced). Site time
+    moves only through ``service.scheduler.advance``/``until``: called by ``on_started``'s
+    scenario when there is one, else here until ``stop`` or ``duration_s`` site seconds.
+    """
     from ems.cli.sim_cmd import simulator_for_site
-    from ems.runtime.clock import SiteClock
+    from ems.runtime.clock import Clock, SiteClock, SteppedClock
+    from ems.runtime.scheduling import SteppedScheduler
     from ems.runtime.service import SiteService
 
-    clock = SiteClock(start_utc, speed)
+    if stepped and not simulate:
+        raise ValueError("stepped: needs simulate (real devices run on real time)")
+    clock: Clock
+    stepper: SteppedScheduler | None = None
+    if stepped:
+        clock = SteppedClock(start_utc, speed)
+        stepper = SteppedScheduler(clock)
+    else:
+        clock = SiteClock(start_utc, speed)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -87,20 +109,29 @@ async def run_service(site: LoadedSite, store: Store, simulate: bool, speed: flo
     if simulate:
         sim = simulator_for_site(site, clock.sim_seconds, clock.start_utc)
         await sim.start()
-        sim_task = asyncio.create_task(sim.run(0.1, stop))
-    service = SiteService(site, store, clock)
+        if stepper is not None:
+            stepper.on_instant = sim.step  # the plant moves with the stepped clock
+        else:
+            sim_task = asyncio.create_task(sim.run(0.1, stop))
+    service = SiteService(site, store, clock, scheduler=stepper)
     api = None
+    driver = None
     try:
         await service.start()
         if api_port is not None:
             api = await start_api(service, site.config.service.api_host, api_port)
         if callable(on_started):
             on_started(service, sim)
-        if duration_s is not None:
+        if stepper is not None:
+            if not callable(on_started):
+                driver = asyncio.create_task(_drive(stepper, stop, duration_s))
+        elif duration_s is not None:
             loop.call_later(duration_s, stop.set)
         await stop.wait()
     finally:
         stop.set()
+        if driver is not None:
+            await driver
         if api is not None:
             api[0].should_exit = True
             with contextlib.suppress(TimeoutError):
@@ -109,9 +140,17 @@ async def run_service(site: LoadedSite, store: Store, simulate: bool, speed: flo
         if sim is not None:
             if sim_task is not None:
                 await sim_task
+            if isinstance(clock, SteppedClock):
+                clock.advance(1.0)
             sim.step()  # the plant sees the safe-state writes
             await sim.stop()
     return service
+
+
+async def _drive(scheduler: SteppedScheduler, stop: asyncio.Event, duration_s: float | None) -> None:
+    """Move stepped site time until ``stop`` is set or ``duration_s`` site seconds have passed."""
+    await scheduler.until(stop.is_set, math.inf if duration_s is None else duration_s)
+    stop.set()
 
 
 def run(
@@ -167,3 +206,4 @@ def run(
                      f"{st.plans_skipped} skipped), {st.dispatch_cycles} dispatch cycles, "
                      f"{st.writes_failed} failed writes, mode {st.mode}; "
                      "devices left in their safe state\n")
+    sys.stdout.flush()  # before the interpreter's teardown (a solve's worker thread may still end)
