@@ -201,9 +201,12 @@ def run(
             return
         finally:
             store.close()
+    # a solve still running in its worker thread holds the process's stdout and stderr (Pyomo
+    # captures both file descriptors while HiGHS runs): what is written now would be lost
+    service.planning.executor.shutdown(wait=True)
     st = service.status
     sys.stdout.write(f"stopped: {st.plans_done} plans ({st.plans_failed} failed, "
                      f"{st.plans_skipped} skipped), {st.dispatch_cycles} dispatch cycles, "
                      f"{st.writes_failed} failed writes, mode {st.mode}; "
                      "devices left in their safe state\n")
-    sys.stdout.flush()  # before the interpreter's teardown (a solve's worker thread may still end)
+    sys.stdout.flush()
