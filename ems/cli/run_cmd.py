@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 import math
 import os
 import signal
@@ -153,6 +155,21 @@ async def _drive(scheduler: SteppedScheduler, stop: asyncio.Event, duration_s: f
     stop.set()
 
 
+def _log_to_own_stderr() -> None:
+    """Point the log handlers that write to stderr at a duplicate of its file descriptor: while
+    HiGHS runs, Pyomo redirects this process's descriptors 1 and 2 (from the solve's worker
+    thread), which would swallow whatever the service logs meanwhile."""
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return  # no real stderr (e.g. a test runner's capture): nothing to protect
+    stream = open(fd, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",  # noqa: SIM115
+                  errors="backslashreplace")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            handler.setStream(stream)
+
+
 def run(
     site: Annotated[str, typer.Argument(help="Site name (site_configs/NAME.toml) or path to a TOML file.")],
     simulate: Annotated[bool, typer.Option(
@@ -189,6 +206,7 @@ def run(
         if log_format not in ("text", "json"):
             fail(f"--log-format must be text or json, got {log_format!r}")
         configure_logging("json" if log_format == "json" else "text", verbose)
+        _log_to_own_stderr()
         store = open_store(loaded, store_url)
         devices = f"simulated site at {speed:g}x" if simulate else "real devices"
         sys.stdout.write(f"{loaded.config.site.name}: store {store.url}; {devices}\n")
