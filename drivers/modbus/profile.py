@@ -131,6 +131,18 @@ class Transaction(_Frozen):
     success_values: list[int] = Field(default_factory=list)
 
 
+class WatchdogArm(_Frozen):
+    """A device watchdog that is off until a client arms it: the service writes ``value_s``
+    (seconds) to ``command`` when it links the device, and the device goes to its safe state when
+    no command has been written for that long. The commands named in ``fed_by`` are re-written at
+    least every third of the armed timeout to keep it fed."""
+
+    command: str
+    value_s: float = Field(gt=0, allow_inf_nan=False)
+    fed_by: tuple[str, ...] = Field(min_length=1)
+    description: str = ""
+
+
 class Profile(_Frozen):
     name: str
     vendor: str
@@ -145,6 +157,7 @@ class Profile(_Frozen):
     points: dict[str, Point] = Field(default_factory=dict)
     commands: dict[str, Command] = Field(default_factory=dict)
     transaction: Transaction | None = None
+    watchdog_arm: WatchdogArm | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Profile:
@@ -297,6 +310,23 @@ def _check_profile(profile: Profile) -> list[str]:
     problems += _overlaps(
         "commands", {n: ("holding", c.address, c.width, False) for n, c in profile.commands.items()}
     )
+    problems += _check_watchdog_arm(profile)
+    return problems
+
+
+def _check_watchdog_arm(profile: Profile) -> list[str]:
+    arm = profile.watchdog_arm
+    if arm is None:
+        return []
+    problems: list[str] = []
+    if arm.command not in profile.commands:
+        problems.append(f"watchdog_arm: command: no such command {arm.command!r}")
+    for name in arm.fed_by:
+        command = profile.commands.get(name)
+        if command is None:
+            problems.append(f"watchdog_arm: fed_by: no such command {name!r}")
+        elif command.flash_backed:
+            problems.append(f"watchdog_arm: fed_by: {name!r} is flash-backed and must not be kept alive")
     return problems
 
 

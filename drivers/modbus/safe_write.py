@@ -193,6 +193,31 @@ class SafeWriter:
         async with state.lock:
             return await self._write_locked(command_name, command, state, value, target, clamped_from)
 
+    async def ensure(self, command_name: str, value: float) -> WriteOutcome:
+        """Make the device hold ``value`` in ``command_name``: read the register first and write
+        only when it differs (a flash-backed configuration is not rewritten on every start).
+        Held already: an outcome with ``skipped_deadband`` and the value read back."""
+        command = self.profile.commands.get(command_name)
+        if command is None:
+            return WriteOutcome(command_name, value, error=f"no such command {command_name!r}")
+        spec = self.profile.command_spec(command_name)
+        try:
+            registers = await self.transport.read("holding", command.address, command.width, self.unit_id)
+        except TransportError as exc:
+            return WriteOutcome(command_name, value, error=f"read before write failed: {exc.reason}")
+        except Exception as exc:  # a transport must not take the controller down
+            reason = f"read before write failed: {type(exc).__name__}: {exc}"
+            return WriteOutcome(command_name, value, error=reason)
+        held = decode(registers, spec)
+        expected = decode(encode(value, spec), spec)
+        if (isinstance(held, int | float) and isinstance(expected, int | float)
+                and math.isclose(float(held), float(expected), rel_tol=1e-6, abs_tol=1e-9)):
+            state = self._state(command_name)
+            state.value, state.in_sync = float(value), True
+            return WriteOutcome(command_name, value, value=float(value), skipped_deadband=True,
+                                readback="readback_ok", readback_value=float(held))
+        return await self.write(command_name, value)
+
     # -- rules ----------------------------------------------------------------------------------------
 
     def _state(self, name: str) -> _State:

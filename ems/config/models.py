@@ -190,6 +190,10 @@ class Device(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+    watchdog_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] | None = None
+    """Seconds without a command after which the device goes to its safe state, for a device whose
+    watchdog the service arms (the profile's ``[watchdog_arm]``, e.g. the Enapter heartbeat);
+    default: the profile's value."""
 
 
 class GridConfig(Strict):

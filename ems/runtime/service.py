@@ -107,6 +107,7 @@ class SiteService:
         self.writer.on_written.append(lambda _name: self._note_latency())
         self.signals = LiveSignals(site, http, clock.now, self.alarms, self.request_plan)
         self._online: dict[str, bool] = {}
+        self._armed: dict[str, bool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_dispatch_wall: float | None = None
         self.control_latency_s: deque[float] = deque(maxlen=10_000)
@@ -276,6 +277,20 @@ class SiteService:
                 self.alarms.raise_(name, "device_offline", "critical",
                                    f"device {name} does not answer; safe fallback")
                 self.request_plan(f"device {name} lost")
+        for name, watchdog in self.links.watchdogs.items():
+            armed_before = self._armed.get(name)
+            self._armed[name] = watchdog.armed
+            if armed_before == watchdog.armed:
+                continue
+            if watchdog.armed:
+                self.alarms.clear(name, "watchdog_not_armed")
+            elif self._online.get(name):
+                self.alarms.raise_(name, "watchdog_not_armed", "warning",
+                                   f"device {name}: its own watchdog ({watchdog.command} = "
+                                   f"{watchdog.timeout_s:g} s) is not armed: {watchdog.problem}; "
+                                   "if the service dies the device keeps its last command")
+            else:
+                self._armed.pop(name)  # offline: device_offline says it; judged when it is back
 
     def _note_latency(self) -> None:
         age = self.dispatch.note_latency(self.planning.solving)

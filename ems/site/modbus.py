@@ -40,6 +40,16 @@ WriteDone = Callable[[str, list[WriteOutcome]], None]
 
 
 @dataclass
+class Watchdog:
+    """A device watchdog the service arms (profile ``[watchdog_arm]``)."""
+
+    command: str
+    timeout_s: float
+    armed: bool = False
+    problem: str | None = "not armed yet"
+
+
+@dataclass
 class Link:
     device: SiteDevice
     profile: Profile
@@ -72,6 +82,8 @@ class DeviceLinks:
         """The write or keep-alive in flight to each device (never more than one)."""
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self.watchdogs: dict[str, Watchdog] = {}
+        """Devices whose own watchdog the service arms (name -> its state)."""
 
     async def start(self) -> None:
         self._stopping = False
@@ -95,9 +107,41 @@ class DeviceLinks:
             if profile.commands:
                 transport = self.poller.pool.get(e.device.host, e.device.port)
                 writer = SafeWriter(profile, transport, e.device.unit_id, clock=self.command_clock,
-                                    never_zero=NEVER_ZERO.get(profile.name, frozenset()))
+                                    never_zero=NEVER_ZERO.get(profile.name, frozenset()),
+                                    keepalive_s=self._feeding(e, profile))
             self.links[e.name] = Link(e, profile, writer)
         self.poller.start()
+        await self.arm_watchdogs()
+
+    def _feeding(self, entry: SiteDevice, profile: Profile) -> dict[str, float]:
+        """Keep-alive periods (site s) of the commands that feed an armed watchdog: a third of
+        its timeout."""
+        arm = profile.watchdog_arm
+        if arm is None:
+            return {}
+        timeout_s = entry.device.watchdog_s or arm.value_s
+        self.watchdogs[entry.name] = Watchdog(arm.command, timeout_s)
+        return {name: timeout_s / 3.0 for name in arm.fed_by}
+
+    async def arm_watchdogs(self) -> None:
+        """Arm every device watchdog that is not armed yet (written only when the device does
+        not hold the timeout already). A device that does not answer is tried again with the
+        next keep-alives."""
+        for name, watchdog in self.watchdogs.items():
+            link = self.links.get(name)
+            if watchdog.armed or link is None or link.writer is None or self._stopping:
+                continue
+            outcome = await link.writer.ensure(watchdog.command, watchdog.timeout_s)
+            problem = outcome.error
+            if problem is None and outcome.refused_budget:
+                problem = "flash write budget used up"
+            elif problem is None and outcome.readback == "readback_mismatch":
+                problem = f"the device holds {outcome.readback_value} after the write"
+            watchdog.armed, watchdog.problem = problem is None, problem
+            if problem is None:
+                log.info("device %s: watchdog armed (%s = %g s)", name, watchdog.command, watchdog.timeout_s)
+            else:
+                log.warning("device %s: watchdog not armed: %s", name, problem)
 
     async def first_polls(self, timeout_s: float) -> None:
         """Wait (up to ``timeout_s`` wall seconds) until every device has been polled once, so the
@@ -241,6 +285,12 @@ class DeviceLinks:
         if self._stopping:
             return
         started: list[asyncio.Task[Any]] = []
+        unarmed = [n for n, w in self.watchdogs.items() if not w.armed and self._in_flight(n) is None]
+        if unarmed:
+            task = self._spawn(unarmed[0], "watchdog arming", self.arm_watchdogs())
+            for name in unarmed:
+                self._commands[name] = ("keepalive", task)
+            started.append(task)
         for name, link in self.links.items():
             writer = link.writer
             if writer is None or self._in_flight(name) is not None or not writer.due_keepalives():

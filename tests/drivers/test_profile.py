@@ -389,3 +389,25 @@ def test_watchdog_needs_keepalive_at_most_half() -> None:
     with pytest.raises(ProfileError) as err:
         parse_profile(_watchdog_profile(fallback_value=6.0))
     assert "commands.limit_a: watchdog_s: a fallback needs the device's watchdog_s" in str(err.value)
+
+
+def test_a_watchdog_to_arm_names_existing_commands_that_can_be_kept_alive(tmp_path: Path) -> None:
+    lines = _load_bad(tmp_path, """
+[commands.run]
+address = 10
+type = "uint16"
+
+[commands.timeout]
+address = 20
+type = "uint16"
+flash_backed = true
+write_budget_per_day = 4
+
+[watchdog_arm]
+command = "heartbeat"
+value_s = 60
+fed_by = ["run", "timeout", "rate"]
+""")
+    assert any("watchdog_arm: command: no such command 'heartbeat'" in line for line in lines)
+    assert any("watchdog_arm: fed_by: no such command 'rate'" in line for line in lines)
+    assert any("watchdog_arm: fed_by: 'timeout' is flash-backed" in line for line in lines)
