@@ -7,6 +7,7 @@ decision implies stays within the limits whenever the devices can hold it."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -299,7 +300,15 @@ def test_modes_follow_the_plan_its_age_a_failure_and_the_override(guangdong: Loa
     plan = plan_of(guangdong)
     assert ctl.mode(PlanInput(plan), NOW)[:1] == ("auto",)
     assert ctl.mode(PlanInput(plan), NOW + timedelta(minutes=31))[1] == "plan is 31 min old"
-    assert ctl.mode(PlanInput(plan, failed="boom"), NOW)[1] == "planning failed: boom"
+    # a failed plan: the previous one goes on, shifted to now, while it is valid, then the rules
+    day = replace(plan, instants_utc=[NOW + timedelta(minutes=15 * k) for k in range(96)],
+                  series={key: values * 96 for key, values in plan.series.items()})
+    assert ctl.mode(PlanInput(day, failed="boom"), NOW + timedelta(minutes=31)) == (
+        "auto", "planning failed: boom; following the previous plan", 2)
+    assert ctl.mode(PlanInput(day, failed="boom"), NOW + timedelta(hours=2, minutes=1)) == (
+        "fallback", "planning failed: boom; plan is 121 min old", None)
+    assert ctl.mode(PlanInput(plan, failed="boom"), NOW + timedelta(minutes=16))[0] == "fallback"
+    assert ctl.mode(PlanInput(None, failed="boom"), NOW)[:2] == ("fallback", "planning failed: boom; no plan")
     assert ctl.mode(FALLBACK, NOW)[:2] == ("fallback", "no plan")
     ctl.override = "pause"
     d = ctl.step(snapshot(500.0), PlanInput(plan), SLOT)

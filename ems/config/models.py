@@ -575,6 +575,10 @@ class ServiceConfig(Strict):
     """Plans keep the grid import this fraction under the import limit: headroom for forecast
     error, which the controller covers from the meter with the batteries (the limit itself is
     held at its full value)."""
+    previous_plan_valid_h: Annotated[float, Field(ge=0, le=48, allow_inf_nan=False)] = 2.0
+    """After a failed or late plan the service goes on following the previous plan, shifted to
+    now, for at most this many hours from its first step (while it still covers now); only then
+    does it fall back to the rules."""
     signals_every_s: Annotated[float, Field(ge=60)] = 1800.0
     """How often live tariff and carbon sources are fetched (site seconds); new data re-plans."""
 

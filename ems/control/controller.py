@@ -76,6 +76,8 @@ class ControllerSettings:
     ev_fallback: EvFallback = "min_current"
     plan_steps_valid: int = 2
     """A plan is followed until it is this many plan steps old (re-plans come before that)."""
+    previous_plan_valid_h: float = 2.0
+    """After a failed plan, the previous one is followed up to this many hours from its start."""
 
 
 @dataclass(frozen=True)
@@ -135,19 +137,23 @@ class Controller:
         """The mode, why, and the plan step holding ``now`` (None outside auto)."""
         if self.override is not None:
             return self.override, "override", None
-        if plan.failed is not None:
-            return "fallback", f"planning failed: {plan.failed}", None
+        failed = f"planning failed: {plan.failed}; " if plan.failed is not None else ""
         p = plan.plan
         if p is None:
-            return "fallback", "no plan", None
+            return "fallback", f"{failed}no plan", None
         age = now - p.instants_utc[0]
-        if age > timedelta(minutes=self.settings.plan_steps_valid * p.step_minutes):
-            return "fallback", f"plan is {age.total_seconds() / 60:.0f} min old", None
+        valid = timedelta(minutes=self.settings.plan_steps_valid * p.step_minutes)
+        if plan.failed is not None:
+            valid = max(valid, timedelta(hours=self.settings.previous_plan_valid_h))
+        if age > valid:
+            return "fallback", f"{failed}plan is {age.total_seconds() / 60:.0f} min old", None
         if p.solver.status not in PLAN_OK:
-            return "fallback", f"plan status {p.solver.status}", None
+            return "fallback", f"{failed}plan status {p.solver.status}", None
         k = int(age.total_seconds() // (p.step_minutes * 60))
         if not 0 <= k < len(p.instants_utc):
-            return "fallback", "the plan does not cover now", None
+            return "fallback", f"{failed}the plan does not cover now", None
+        if plan.failed is not None:
+            return "auto", f"{failed}following the previous plan", k
         return "auto", "following the plan", k
 
     def step(self, snap: Snapshot, plan: PlanInput, slot: Slot) -> Decision:

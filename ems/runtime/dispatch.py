@@ -19,6 +19,7 @@ from ems.control.observe import GRID_METER, Snapshot
 from ems.control.safety import safe_state
 from ems.runtime.alarms import Alarms
 from ems.runtime.metrics import ServiceMetrics
+from ems.runtime.relaxed import GridLimitWatch
 from ems.site.commands import setpoint_for
 from ems.site.modbus import DeviceLinks
 from ems.store import SetpointWrite, Store
@@ -124,6 +125,7 @@ class Dispatch:
         self.budget_s = budget_s
         self.status = DispatchStatus()
         self.decision: Decision | None = None
+        self.grid_watch = GridLimitWatch(alarms)
         self._meter: CapabilityReading | None = None
 
     async def read(self) -> dict[str, CapabilityReading | None]:
@@ -154,6 +156,8 @@ class Dispatch:
             self.alarms.raise_(event.device, event.code, event.severity, event.message)
         for event in decision.guard.cleared:
             self.alarms.clear(event.device, event.code)
+        self.grid_watch.update(decision.observed.grid_net_kw, decision.import_limit_kw,
+                               decision.export_limit_kw)
         price = carbon = None
         if row is not None:
             price, carbon = float(row["import_price_per_kwh"]), float(row["carbon_g_per_kwh"])

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from ems.config.loader import LoadedSite
 from ems.control.estimate import StateEstimator
@@ -23,6 +24,7 @@ from ems.planning.problem_builder import floor_to_step, horizon_steps, settings_
 from ems.runtime.alarms import Alarms
 from ems.runtime.forecasts import RuntimeForecaster
 from ems.runtime.metrics import ServiceMetrics
+from ems.runtime.relaxed import RelaxedLimits, operating_cost, penalty_cost, plan_slacks, slack_text
 from ems.runtime.sessions import SessionTracker
 from ems.store import Store
 from optimizer import Plan, RollingPlanner
@@ -42,6 +44,12 @@ class PlanStatus:
     """Why the last planning attempt failed (None when it succeeded)."""
     last_solve_s: float | None = None
     reasons: list[str] = field(default_factory=list)
+    cost: float | None = None
+    """The latest plan's cost without penalties (site currency)."""
+    penalty_cost: float = 0.0
+    """The latest plan's penalties for relaxed limits (not money spent)."""
+    slacks: list[dict[str, Any]] = field(default_factory=list)
+    """The limits the latest plan relaxes (see :func:`ems.runtime.relaxed.plan_slacks`)."""
 
 
 class Planning:
@@ -61,6 +69,7 @@ class Planning:
         self.metrics = metrics
         self.forecaster = forecaster
         self.status = PlanStatus()
+        self.relaxed = RelaxedLimits(alarms)
         self.planner = RollingPlanner()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="solve")
         self.plan: Plan | None = None
@@ -133,25 +142,33 @@ class Planning:
     def _record(self, plan: Plan, inputs: SiteInputs, slot: datetime, reason: str, solve_s: float,
                 n: int) -> None:
         cfg = self.cfg
-        headline = (f"plan {slot.isoformat()} ({reason}): cost {plan.total_cost:.2f} {cfg.site.currency}, "
+        cost, penalties, slacks = operating_cost(plan), penalty_cost(plan), plan_slacks(plan)
+        headline = (f"plan {slot.isoformat()} ({reason}): cost {cost:.2f} {cfg.site.currency}, "
                     f"emissions {plan.emissions_kg:.1f} kg, {plan.solver.status} in {solve_s:.2f} s"
-                    + (f", binding {', '.join(sorted(plan.binding))}" if plan.binding else ""))
+                    + (f", binding {', '.join(sorted(plan.binding))}" if plan.binding else "")
+                    + (f"; RELAXED: {slack_text(slacks)} (penalties {penalties:.2f} {cfg.site.currency}, "
+                       "not in the cost)" if slacks else ""))
         body = {"instants_utc": [t.isoformat() for t in plan.instants_utc],
                 "series": {k: [float(x) for x in v] for k, v in plan.series.items()
                            if k.startswith(("grid.", "ev:")) or k.endswith(("_kw", "_kg", ".on", "_kwh"))},
                 "import_price_per_kwh": inputs.frame["import_price_per_kwh"].tolist()[:n],
-                "carbon_g_per_kwh": inputs.frame["carbon_g_per_kwh"].tolist()[:n]}
+                "carbon_g_per_kwh": inputs.frame["carbon_g_per_kwh"].tolist()[:n],
+                "costs": {k: round(v, 4) for k, v in plan.costs.items()},
+                "penalty_cost": round(penalties, 4), "slacks": slacks}
         st = self.status
         st.plan_id = self.store.add_plan(self.now(), slot, self.step_minutes, plan.solver.status, headline,
-                                         body, plan.total_cost, plan.emissions_kg, solve_s)
+                                         body, cost, plan.emissions_kg, solve_s)
         st.plan_slot, st.plan_status = slot, plan.solver.status
         st.plans_done += 1
         st.last_solve_s = solve_s
-        log.info(headline, extra={
+        st.slacks, st.penalty_cost, st.cost = slacks, penalties, cost
+        (log.warning if slacks else log.info)(headline, extra={
             "event": "plan", "plan_id": st.plan_id, "slot_start": slot.isoformat(),
-            "reason": reason, "status": plan.solver.status, "cost": round(plan.total_cost, 2),
+            "reason": reason, "status": plan.solver.status, "cost": round(cost, 2),
+            "penalty_cost": round(penalties, 2), "slacks": slacks,
             "currency": cfg.site.currency, "emissions_kg": round(plan.emissions_kg, 1),
             "binding": sorted(plan.binding), "solve_s": round(solve_s, 3)})
+        self.relaxed.update(slacks, cfg.site.currency)
 
     def follow_stored(self, plan: Plan, plan_id: int, slot: datetime, status: str) -> None:
         """Follow a stored plan until the first new one is ready (after a restart)."""

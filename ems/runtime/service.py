@@ -90,6 +90,7 @@ class SiteService:
             period_s=self.settings.dispatch_every_s,
             plan_import_margin_fraction=self.settings.plan_import_margin_fraction,
             staleness_s=self.links.ttl_s or 3 * self.links.poll_interval_s,
+            previous_plan_valid_h=self.settings.previous_plan_valid_h,
             electrolyser_min_kw=electrolyser_minimums(cfg)))
         forecaster = RuntimeForecaster(site, store) if self.settings.forecast == "model" else None
         self.planning = Planning(site, store, clock.now, self.sessions, self.estimator,

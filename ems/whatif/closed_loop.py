@@ -122,7 +122,8 @@ def whatif_controller(site: LoadedSite, control_s: float, frame: pd.DataFrame,
         staleness_s=cfg.service.stale_after_s,
         electrolyser_min_kw=electrolyser_minimums(cfg),
         electrolyser_rule_kw=rule_electrolyser_kw(cfg, frame, cfg.planning.step_minutes),
-        plan_steps_valid=plan_steps_valid))
+        plan_steps_valid=plan_steps_valid,
+        previous_plan_valid_h=cfg.service.previous_plan_valid_h))
 
 
 def _inputs(site: LoadedSite, start: datetime, end: datetime) -> SiteInputs:
