@@ -101,6 +101,13 @@ async def run_service(site: LoadedSite, store: Store, simulate: bool, speed: flo
         stepper = SteppedScheduler(clock)
     else:
         clock = SiteClock(start_utc, speed)
+    if simulate:
+        from zoneinfo import ZoneInfo
+
+        from ems.runtime.logs import show_site_time
+
+        zone = ZoneInfo(site.config.site.timezone)
+        show_site_time(lambda: clock.now().astimezone(zone))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -170,6 +177,14 @@ def _log_to_own_stderr() -> None:
             handler.setStream(stream)
 
 
+def api_address(host: str, port: int) -> str:
+    """Where the API listens, as the startup line says it."""
+    if not port:
+        return "no API (--api-port 0)"
+    shown = f"[{host}]" if ":" in host else host
+    return f"API on http://{shown}:{port}/ (OpenAPI at /docs)"
+
+
 def run(
     site: Annotated[str, typer.Argument(help="Site name (site_configs/NAME.toml) or path to a TOML file.")],
     simulate: Annotated[bool, typer.Option(
@@ -209,10 +224,11 @@ def run(
         _log_to_own_stderr()
         store = open_store(loaded, store_url)
         devices = f"simulated site at {speed:g}x" if simulate else "real devices"
-        sys.stdout.write(f"{loaded.config.site.name}: store {store.url}; {devices}\n")
+        port = loaded.config.service.api_port if api_port is None else api_port
+        sys.stdout.write(f"{loaded.config.site.name}: store {store.url}; {devices}; "
+                         f"{api_address(loaded.config.service.api_host, port)}\n")
         sys.stdout.flush()
         try:
-            port = loaded.config.service.api_port if api_port is None else api_port
             service = asyncio.run(run_service(loaded, store, simulate, speed, start_utc, duration,
                                               api_port=port or None))
         except KeyboardInterrupt:

@@ -90,11 +90,23 @@ class SeriesWindow:
         return self._columns(at, "h2:", "_kg", 1.0 / self.step_h)
 
 
-def default_start(site: LoadedSite) -> datetime:
-    """Now, moved into the site's data period (same day of year) when it lies outside it."""
+SIMULATION_MARGIN = timedelta(days=10)
+"""Data a simulated run needs after its start: the simulator's week of vehicle sessions and the
+plans' horizon (48 h), with a day to spare."""
+
+
+SIMULATION_LEAD = timedelta(days=1)
+"""Data a simulated run needs before its start (a vehicle plugged in since the day before)."""
+
+
+def default_start(site: LoadedSite, now: datetime | None = None) -> datetime:
+    """Now (or ``now``), moved into the site's data period (same day of year) when it lies
+    outside it, then back by whole weeks (same weekday and time of day) while the data after it
+    would not last :data:`SIMULATION_MARGIN` (forward while :data:`SIMULATION_LEAD` is not
+    there before it): a simulated run can start on any calendar day."""
     from ems.inputs.site_inputs import data_limit_utc, data_start_utc
 
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     first, limit = data_start_utc(site), data_limit_utc(site)
     data_start = site.config.site.data_start
     if first is not None and limit is not None and data_start and not first <= now < limit:
@@ -103,6 +115,11 @@ def default_start(site: LoadedSite) -> datetime:
             now = now.replace(year=now.year - years)
         except ValueError:  # 29 February
             now = now.replace(year=now.year - years, day=28)
+    if first is not None and limit is not None:
+        while now + SIMULATION_MARGIN > limit and now - timedelta(days=7) - SIMULATION_LEAD >= first:
+            now -= timedelta(days=7)
+        while now - SIMULATION_LEAD < first and now + timedelta(days=7) + SIMULATION_MARGIN <= limit:
+            now += timedelta(days=7)
     return now
 
 

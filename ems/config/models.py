@@ -551,7 +551,13 @@ class StoreConfig(Strict):
     """Environment variable that, when set, overrides ``url`` (keeps passwords out of the file)."""
     telemetry_every_s: Annotated[float, Field(gt=0)] = 60.0
     telemetry_retention_days: Annotated[float, Field(gt=0)] = 400.0
+    """Days telemetry is kept (as 15-minute aggregates after ``raw_telemetry_days``)."""
+    raw_telemetry_days: Annotated[float, Field(gt=0)] = 7.0
+    """Days raw telemetry is kept before it is folded into 15-minute mean/min/max."""
     plan_retention_days: Annotated[float, Field(gt=0)] = 400.0
+    plan_body_days: Annotated[float, Field(gt=0)] = 7.0
+    """Days a plan keeps its per-step series; later only its headline figures, costs and
+    relaxed limits."""
 
 
 class ServiceConfig(Strict):

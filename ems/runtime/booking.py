@@ -17,6 +17,7 @@ from ems.planning.state import SiteState
 from ems.runtime.kpis import KpiMeter
 from ems.runtime.step_rows import StepRows
 from ems.store import Store, TelemetryRow
+from ems.store.rollup import fold_telemetry, purge_aggregates, thin_plans
 
 log = logging.getLogger("ems.service")
 
@@ -98,9 +99,16 @@ class Booking:
         self.save_kpis()
 
     def purge(self) -> None:
-        """Delete telemetry, plans and setpoint writes older than the configured retention."""
+        """Fold raw telemetry into 15-minute aggregates and drop old plans' per-step series (see
+        :mod:`ems.store.rollup`), then delete what is older than the configured retention."""
         now = self.now()
         st = self.cfg.store
+        folded = fold_telemetry(self.store, now - timedelta(days=st.raw_telemetry_days))
+        thinned = thin_plans(self.store, now - timedelta(days=st.plan_body_days))
+        aggregates = purge_aggregates(self.store, now - timedelta(days=st.telemetry_retention_days))
+        if folded or thinned or aggregates:
+            log.info("retention: %d raw readings folded into 15-minute aggregates, %d plans thinned, "
+                     "%d aggregates removed", folded, thinned, aggregates)
         removed = self.store.purge(
             telemetry_before=now - timedelta(days=st.telemetry_retention_days),
             plans_before=now - timedelta(days=st.plan_retention_days),

@@ -43,7 +43,7 @@ from ems.runtime.metrics import ServiceMetrics
 from ems.runtime.persistence import resume_state, save_state, stored_plan
 from ems.runtime.planning import Planning
 from ems.runtime.scheduling import Scheduler, WallScheduler
-from ems.runtime.sessions import SessionTracker
+from ems.runtime.sessions import SessionTracker, expected_from_config
 from ems.runtime.signals_job import LiveSignals
 from ems.runtime.step_rows import StepRows
 from ems.runtime.view import ServiceStatus, SiteView, site_view
@@ -81,7 +81,7 @@ class SiteService:
         self.metrics = ServiceMetrics()
         self.alarms = Alarms(store, self.metrics, clock.now)
         self.sessions = SessionTracker(self.settings.ev_default_energy_kwh,
-                                       self.settings.ev_default_dwell_hours)
+                                       self.settings.ev_default_dwell_hours, expected_from_config(cfg))
         self.state: SiteState = initial_state(cfg)
         self.tanks = TankEstimator(cfg)
         self.estimator = StateEstimator(cfg, self.state, self.tanks)

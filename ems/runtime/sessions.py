@@ -6,11 +6,38 @@ Sessions in progress are kept in the store's runtime state, so a restart resumes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ems.inputs.site_inputs import EvSessionEvent
+from ems.config.models import DailySessions, SiteConfig
+from ems.inputs.site_inputs import EvSessionEvent, daily_sessions
+
+Expected = Callable[[str, datetime], tuple[datetime, float] | None]
+"""(charger, plug-in time UTC) -> the departure (UTC) and energy (kWh) the config expects for
+that vehicle, or None when the config has no session for it."""
+
+EARLY_ARRIVAL = timedelta(hours=3)
+"""A vehicle plugged in this long before its scheduled arrival is taken as that session."""
+
+
+def expected_from_config(cfg: SiteConfig) -> Expected | None:
+    """The config's daily sessions as what a plugged-in vehicle is expected to need (None when
+    the config has no daily sessions: recorded sessions say nothing about tomorrow's)."""
+    sessions = cfg.ev_sessions
+    if not isinstance(sessions, DailySessions):
+        return None
+    tz = cfg.site.timezone
+
+    def expected(charger: str, now: datetime) -> tuple[datetime, float] | None:
+        found = [s for s in daily_sessions(sessions, tz, now - timedelta(days=1), now + timedelta(days=1))
+                 if s.charger == charger and s.arrival_utc - EARLY_ARRIVAL <= now < s.departure_utc]
+        if not found:
+            return None
+        s = min(found, key=lambda s: abs((s.arrival_utc - now).total_seconds()))
+        return s.departure_utc, s.energy_kwh
+    return expected
 
 
 @dataclass
@@ -23,7 +50,8 @@ class ActiveSession:
     """Energy the vehicle wants in this session (kWh)."""
     delivered_kwh: float = 0.0
     source: str = "default"
-    """Where departure and energy came from: "default" (config) or "api"."""
+    """Where departure and energy came from: "config" (the config's sessions), "default"
+    (``service.ev_default_*``) or "api"."""
 
     def as_event(self) -> EvSessionEvent:
         return EvSessionEvent(self.session_id, self.charger, self.arrival_utc, self.departure_utc,
@@ -45,9 +73,13 @@ class ActiveSession:
 class SessionTracker:
     """Sessions per charger, opened at plug-in and closed at unplug (or at departure + grace)."""
 
-    def __init__(self, default_energy_kwh: float, default_dwell_h: float) -> None:
+    def __init__(self, default_energy_kwh: float, default_dwell_h: float,
+                 expected: Expected | None = None) -> None:
+        """A vehicle's departure and need come from ``expected`` (the config's sessions) when it
+        knows the vehicle, else from the defaults (kWh, hours after plug-in)."""
         self.default_energy_kwh = default_energy_kwh
         self.default_dwell_h = default_dwell_h
+        self.expected = expected
         self.active: dict[str, ActiveSession] = {}
         self.finished: list[ActiveSession] = []
 
@@ -59,9 +91,12 @@ class SessionTracker:
             return None
         current = self.active.get(charger)
         if plugged and current is None:
+            known = self.expected(charger, now) if self.expected is not None else None
+            departure, energy_kwh, source = (
+                (*known, "config") if known is not None
+                else (now + timedelta(hours=self.default_dwell_h), self.default_energy_kwh, "default"))
             self.active[charger] = ActiveSession(
-                f"{charger}@{now:%Y-%m-%dT%H:%M:%SZ}", charger, now,
-                now + timedelta(hours=self.default_dwell_h), self.default_energy_kwh)
+                f"{charger}@{now:%Y-%m-%dT%H:%M:%SZ}", charger, now, departure, energy_kwh, source=source)
             return "plugged"
         if not plugged and current is not None:
             self.finished.append(self.active.pop(charger))

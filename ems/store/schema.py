@@ -124,3 +124,17 @@ runtime_state = Table(
 )
 """What the service resumes from after a restart: billing-period peak, EV sessions in progress,
 electrolyser state, mode override."""
+
+telemetry_15min = Table(
+    "telemetry_15min", metadata,
+    # raw telemetry older than store.raw_telemetry_days, as 15-minute aggregates per point
+    Column("bucket_start", DateTime(timezone=True), nullable=False),
+    Column("device", String(64), nullable=False),
+    Column("point", String(64), nullable=False),
+    Column("mean", Float, nullable=True),
+    Column("min", Float, nullable=True),
+    Column("max", Float, nullable=True),
+    Column("n_good", Integer, nullable=False),
+    Column("n_missing", Integer, nullable=False),
+    Index("ix_telemetry_15min_device_ts", "device", "bucket_start"),
+)
