@@ -540,7 +540,7 @@ def test_the_docker_image_start_command_runs(tmp_path: Path) -> None:
                 proc.wait()
     out, err = out_path.read_text(), err_path.read_text()
     assert proc.returncode == 0, err
-    assert "devices left in their safe state" in out
+    assert "devices left in their safe state" in out and "Traceback" not in err
     # the image logs JSON lines: one per plan with its headline figures, one per mode change
     events = [json.loads(line) for line in err.splitlines() if line.strip()]
     plan = next(e for e in events if e.get("event") == "plan")

@@ -34,7 +34,7 @@ def configure_logging(fmt: LogFormat, verbose: bool) -> None:
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").addFilter(_quiet_overlaps)
+    handler.addFilter(_quiet_overlaps)  # a logger's filter would not see its children's records
 
 
 def _quiet_overlaps(record: logging.LogRecord) -> bool:

@@ -76,8 +76,13 @@ class Scheduler(Protocol):
         ...
 
     async def settle(self) -> None:
-        """Wait until what the jobs started has ended (stepped; the wall scheduler returns at once)."""
+        """Wait until what the jobs started has ended (stepped), or up to :data:`SETTLE_S` wall
+        seconds for the job runs still going, the rest then cancelled (wall)."""
         ...
+
+
+SETTLE_S = 2.0
+"""Wall seconds a stopping service waits for its running jobs."""
 
 
 class WallScheduler:
@@ -87,6 +92,8 @@ class WallScheduler:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.aps = AsyncIOScheduler()
+        self._running: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     @property
     def running(self) -> bool:
@@ -106,18 +113,39 @@ class WallScheduler:
         if first_at is not None:
             ahead_s = wall((first_at - self.clock.now()).total_seconds())
             first["next_run_time"] = datetime.now().astimezone() + timedelta(seconds=ahead_s)
-        self.aps.add_job(job, "interval", seconds=wall(every_s), id=job_id,
+        self.aps.add_job(self._tracked(job), "interval", seconds=wall(every_s), id=job_id, name=job_id,
                          misfire_grace_time=misfire_grace_s, max_instances=1, coalesce=True, **first)
+
+    def _tracked(self, job: Job) -> Job:
+        """``job``, with its run known to :meth:`settle`; a run cancelled at shutdown ends
+        quietly (the shutdown's safe-state writes follow it)."""
+        async def run() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.add(task)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+            finally:
+                self._running.discard(task)  # type: ignore[arg-type]
+        return run
 
     def start(self) -> None:
         self.aps.start()
 
     def shutdown(self) -> None:
+        self._stopping = True
         if self.aps.running:
             self.aps.shutdown(wait=False)
 
     async def settle(self) -> None:
-        return None
+        """Wait (a few wall seconds at most) for the job runs still going, then cancel the rest."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=SETTLE_S)
+        for task in list(self._running):
+            task.cancel()
 
 
 class OnDemandLinks(DeviceLinks):

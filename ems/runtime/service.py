@@ -193,6 +193,7 @@ class SiteService:
     async def stop(self) -> None:
         """Leave every device in its safe state, then stop the jobs and the device links."""
         self.scheduler.shutdown()
+        await self.scheduler.settle()  # a dispatch cycle still writing ends before the safe state
         await self.writer.safe_state(self.clock.now(), "shutdown")
         await self.scheduler.settle()  # stepped: the safe-state writes end before the links stop
         await self.links.stop()
