@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from ems.cli.run_cmd import run_service  # noqa: E402
 from ems.config import load_site  # noqa: E402
 from ems.runtime.booking import Booking  # noqa: E402
-from ems.store import Store, TelemetryRow  # noqa: E402
+from ems.store import SetpointWrite, Store, TelemetryRow  # noqa: E402
 
 START = datetime(2025, 7, 15, 0, 0, tzinfo=UTC)
 
@@ -42,8 +43,9 @@ def live_bytes(path: Path) -> int:
     return int((pages - free) * page)
 
 
-def sample_rows(hours: float) -> tuple[list[TelemetryRow], list[dict[str, Any]]]:
-    """The telemetry rows and plans of a stepped service run of ``hours`` site hours."""
+def sample_rows(hours: float) -> tuple[list[TelemetryRow], list[dict[str, Any]], list[SetpointWrite]]:
+    """The telemetry rows, plans and setpoint writes of a stepped service run of ``hours`` site
+    hours."""
     site = load_site("guangdong_factory")
     path = Path(tempfile.mkdtemp()) / "sample.sqlite"
     store = Store.at_path(path)
@@ -57,8 +59,10 @@ def sample_rows(hours: float) -> tuple[list[TelemetryRow], list[dict[str, Any]]]
 
         from ems.store import schema
         plans = [dict(r._mapping) for r in c.execute(select(schema.plans)).all()]
+        writes = [SetpointWrite(**{k: v for k, v in r._mapping.items() if k != "id"})
+                  for r in c.execute(select(schema.setpoint_writes)).all()]
     store.close()
-    return rows, plans
+    return rows, plans, writes
 
 
 def main() -> None:
@@ -69,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    rows, plans = sample_rows(args.hours)
+    rows, plans, writes = sample_rows(args.hours)
     per_day = 24.0 / args.hours
     site = load_site("guangdong_factory")
     path = Path(tempfile.mkdtemp()) / "ems.sqlite"
@@ -86,6 +90,9 @@ def main() -> None:
                 store.add_plan(p["created_at"] + shift, p["slot_start"] + shift, p["step_minutes"],
                                p["status"], p["headline"], p["body"], p["total_cost"], p["emissions_kg"],
                                p["solve_s"])
+            for w in writes:
+                store.add_setpoint(replace(w, ts=w.ts + shift,
+                                           slot_start=None if w.slot_start is None else w.slot_start + shift))
         clock["now"] = START + timedelta(days=day + 1)
         booking.purge()
         sizes.append(live_bytes(path))
@@ -95,7 +102,7 @@ def main() -> None:
     result = {
         "command": f"python bench/bench_store_growth.py --hours {args.hours:g} --days {args.days}",
         "sampled_site_hours": args.hours, "telemetry_rows_per_day": rows_per_day,
-        "plans_per_day": plans_per_day,
+        "plans_per_day": plans_per_day, "setpoint_writes_per_day": len(writes) * per_day,
         "plan_body_bytes_mean": sum(len(json.dumps(p["body"])) for p in plans) / max(1, len(plans)),
         "live_mb_by_day": [round(b / 1e6, 2) for b in sizes],
         "growth_mb_per_day_after_raw_window": None if late is None else round(late / 7 / 1e6, 3),

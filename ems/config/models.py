@@ -555,6 +555,8 @@ class StoreConfig(Strict):
     raw_telemetry_days: Annotated[float, Field(gt=0)] = 7.0
     """Days raw telemetry is kept before it is folded into 15-minute mean/min/max."""
     plan_retention_days: Annotated[float, Field(gt=0)] = 400.0
+    setpoint_retention_days: Annotated[float, Field(gt=0)] = 90.0
+    """Days the audit trail of setpoint writes is kept."""
     plan_body_days: Annotated[float, Field(gt=0)] = 7.0
     """Days a plan keeps its per-step series; later only its headline figures, costs and
     relaxed limits."""

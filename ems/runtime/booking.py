@@ -112,6 +112,6 @@ class Booking:
         removed = self.store.purge(
             telemetry_before=now - timedelta(days=st.telemetry_retention_days),
             plans_before=now - timedelta(days=st.plan_retention_days),
-            setpoints_before=now - timedelta(days=st.plan_retention_days))
+            setpoints_before=now - timedelta(days=st.setpoint_retention_days))
         if any(removed.values()):
             log.info("retention: removed %s", removed)
