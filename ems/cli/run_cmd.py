@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ems.cli.common import fail, input_errors, load
+from ems.redact import redact
 
 if TYPE_CHECKING:
     from ems.config.loader import LoadedSite
@@ -50,7 +51,8 @@ def open_store(site: LoadedSite, url: str | None = None) -> Store:
             return Store(chosen)
         return Store.at_path(state_dir(site) / "ems.sqlite")
     except (SQLAlchemyError, ArgumentError, OSError) as exc:
-        fail(f"store {chosen or state_dir(site) / 'ems.sqlite'}: cannot open: {str(exc).splitlines()[0]}")
+        where = chosen or state_dir(site) / "ems.sqlite"
+        fail(redact(f"store {where}: cannot open: {str(exc).splitlines()[0]}"))
 
 
 async def start_api(service: SiteService, host: str, port: int) -> tuple[Any, asyncio.Task[None]]:
@@ -209,7 +211,7 @@ def run(
         _log_to_own_stderr()
         store = open_store(loaded, store_url)
         devices = f"simulated site at {speed:g}x" if simulate else "real devices"
-        sys.stdout.write(f"{loaded.config.site.name}: store {store.url}; {devices}\n")
+        sys.stdout.write(f"{loaded.config.site.name}: store {redact(store.url)}; {devices}\n")
         sys.stdout.flush()
         try:
             port = loaded.config.service.api_port if api_port is None else api_port
