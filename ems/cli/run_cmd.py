@@ -205,6 +205,11 @@ def run(
         if not simulate and (speed != 1.0 or start is not None):
             fail("--speed and --start need --simulate: real devices run on real time")
         start_utc = parse_start(start, loaded) if simulate else None
+        port = loaded.config.service.api_port if api_port is None else api_port
+        if port:
+            from ems.runtime.api_guard import api_token
+
+            api_token(loaded.config.service)  # a short token is refused before any device is touched
         if log_format not in ("text", "json"):
             fail(f"--log-format must be text or json, got {log_format!r}")
         configure_logging("json" if log_format == "json" else "text", verbose)
@@ -214,7 +219,6 @@ def run(
         sys.stdout.write(f"{loaded.config.site.name}: store {redact(store.url)}; {devices}\n")
         sys.stdout.flush()
         try:
-            port = loaded.config.service.api_port if api_port is None else api_port
             service = asyncio.run(run_service(loaded, store, simulate, speed, start_utc, duration,
                                               api_port=port or None))
         except KeyboardInterrupt:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -48,6 +48,10 @@ class SetpointWrite:
     limits: Mapping[str, float] = field(default_factory=dict)
     readback: float | None = None
     error: str | None = None
+
+
+MIN_ROW_ID, MAX_ROW_ID = 1, 2**63 - 1
+"""Row ids the store can hold (SQLite and PostgreSQL integer keys are signed 64-bit)."""
 
 
 def sqlite_url(path: Path) -> str:
@@ -89,6 +93,22 @@ class Store:
         if device is not None:
             q = q.where(s.telemetry.c.device == device)
         return self._frame(q.order_by(s.telemetry.c.ts, s.telemetry.c.id))
+
+    def telemetry_page(self, start: datetime, end: datetime, device: str | None = None,
+                       after: tuple[datetime, int] | None = None,
+                       limit: int = 10_000) -> list[tuple[int, TelemetryRow]]:
+        """At most ``limit`` telemetry rows in [start, end) as (row id, row), ordered by time then
+        id, starting after the row ``after`` = (ts, id) (a page's last row: keyset paging, so a
+        page costs the same however deep it is)."""
+        t = s.telemetry.c
+        q = select(t.id, t.ts, t.device, t.point, t.value, t.missing_reason).where(t.ts >= start, t.ts < end)
+        if device is not None:
+            q = q.where(t.device == device)
+        if after is not None:
+            q = q.where(or_(t.ts > after[0], and_(t.ts == after[0], t.id > after[1])))
+        with self.engine.connect() as c:
+            rows = c.execute(q.order_by(t.ts, t.id).limit(limit)).all()
+        return [(int(r.id), TelemetryRow(r.ts, r.device, r.point, r.value, r.missing_reason)) for r in rows]
 
     # -- plans -------------------------------------------------------------------------------
 
@@ -155,6 +175,10 @@ class Store:
         return bool(n)
 
     def ack_alarm(self, alarm_id: int, at: datetime) -> bool:
+        """Acknowledge an open alarm; False when there is no unacknowledged alarm ``alarm_id``
+        (also for ids no row can have: outside a signed 64-bit integer)."""
+        if not MIN_ROW_ID <= alarm_id <= MAX_ROW_ID:
+            return False
         a = s.alarms.c
         with self.engine.begin() as c:
             n = c.execute(update(s.alarms).where(a.id == alarm_id, a.acked_at.is_(None))
