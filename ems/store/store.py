@@ -230,16 +230,29 @@ class Store:
     # -- retention ---------------------------------------------------------------------------
 
     def purge(self, telemetry_before: datetime | None = None, plans_before: datetime | None = None,
-              setpoints_before: datetime | None = None) -> dict[str, int]:
-        """Delete rows older than the given instants (retention); alarms and KPIs are kept."""
+              setpoints_before: datetime | None = None, batch_rows: int = 5_000) -> dict[str, int]:
+        """Delete rows older than the given instants (retention); alarms and KPIs are kept.
+
+        Rows go in batches of at most ``batch_rows``, each its own short transaction, so writers
+        (the service's telemetry, plans, setpoints) wait for one batch at most, never for the
+        whole purge."""
         out = {}
-        with self.engine.begin() as c:
-            for name, table, column, before in (
-                    ("telemetry", s.telemetry, s.telemetry.c.ts, telemetry_before),
-                    ("plans", s.plans, s.plans.c.created_at, plans_before),
-                    ("setpoint_writes", s.setpoint_writes, s.setpoint_writes.c.ts, setpoints_before)):
-                if before is not None:
-                    out[name] = c.execute(delete(table).where(column < before)).rowcount
+        for name, table, column, before in (
+                ("telemetry", s.telemetry, s.telemetry.c.ts, telemetry_before),
+                ("plans", s.plans, s.plans.c.created_at, plans_before),
+                ("setpoint_writes", s.setpoint_writes, s.setpoint_writes.c.ts, setpoints_before)):
+            if before is None:
+                continue
+            out[name] = 0
+            while True:
+                with self.engine.begin() as c:
+                    ids = c.execute(select(table.c.id).where(column < before).order_by(table.c.id)
+                                    .limit(batch_rows)).scalars().all()
+                    if ids:
+                        c.execute(delete(table).where(table.c.id.in_(ids)))
+                out[name] += len(ids)
+                if len(ids) < batch_rows:
+                    break
         return out
 
     def count(self, table: str) -> int:
