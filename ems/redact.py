@@ -63,14 +63,21 @@ def redact(text: str) -> str:
     return _BEARER.sub(rf"\1{MASK}", text)
 
 
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})))
+
+
 class RedactingFilter(logging.Filter):
-    """A handler filter that redacts each record's message and traceback before it is written."""
+    """A handler filter that redacts each record's message, its text fields (``extra``: the JSON
+    log's keys) and its traceback before it is written."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, None
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_FIELDS and isinstance(value, str):
+                setattr(record, name, redact(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -102,3 +102,22 @@ def test_a_fetch_error_masks_a_password_however_the_error_quotes_it(provider: Pr
     with pytest.raises(SignalError) as err:
         get(f"http://ems:pw-in-url-2718@{host}/x", retries=0)
     assert "pw-in-url-2718" not in str(err.value)
+
+
+def test_the_json_log_masks_secrets_in_its_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    out = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    monkeypatch.setattr(sys, "stderr", out)
+    try:
+        configure_logging("json", verbose=True)
+        logging.getLogger("ems.service").warning(
+            "plan failed: %s", "GET https://h/api?securityToken=tok-998877: HTTP 401",
+            extra={"event": "plan_failed", "error": "GET https://h/api?securityToken=tok-998877"})
+    finally:
+        root.handlers[:], root.level = handlers, level
+    line = json.loads(out.getvalue())
+    assert "tok-998877" not in out.getvalue()
+    assert line["error"] == "GET https://h/api?securityToken=***" and line["event"] == "plan_failed"
