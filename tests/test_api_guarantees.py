@@ -251,3 +251,15 @@ def test_config_check_and_run_refuse_a_short_token(monkeypatch: pytest.MonkeyPat
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2, (args, res.output)
         assert "service.api_token_env" in res.output and "16" in res.output, res.output
+
+
+def test_a_store_made_before_the_history_index_gets_it(tmp_path: Path) -> None:
+    from sqlalchemy import inspect, text
+
+    store = Store.at_path(tmp_path / "old.sqlite")
+    with store.engine.begin() as c:
+        c.execute(text("DROP INDEX ix_telemetry_ts_id"))
+    store.close()
+    store = Store.at_path(tmp_path / "old.sqlite")
+    assert "ix_telemetry_ts_id" in {i["name"] for i in inspect(store.engine).get_indexes("telemetry")}
+    store.close()

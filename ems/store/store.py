@@ -68,6 +68,8 @@ class Store:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         s.metadata.create_all(self.engine)
+        for index in s.telemetry.indexes:  # indexes added since an older store was made
+            index.create(self.engine, checkfirst=True)
 
     @classmethod
     def at_path(cls, path: Path) -> Store:
