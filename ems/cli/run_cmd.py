@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import logging
 import math
@@ -122,6 +123,11 @@ async def run_service(site: LoadedSite, store: Store, simulate: bool, speed: flo
     driver = None
     try:
         await service.start()
+        # what the start made (modules, site, models) lives as long as the process: out of the
+        # collector's reach, a full collection no longer holds every thread (the control jobs
+        # included) for 0.1-0.2 s while a worker thread makes many objects (e.g. GET /history)
+        gc.collect()
+        gc.freeze()
         if api_port is not None:
             api = await start_api(service, site.config.service.api_host, api_port)
         if callable(on_started):

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -122,11 +123,12 @@ def create_app(service: SiteService) -> FastAPI:
                 end: Annotated[datetime, Query(alias="to"), AfterValidator(bounded_instant)],
                 device: Annotated[str | None, Query(max_length=64)] = None,
                 limit: Annotated[int, Query(ge=1, le=HISTORY_LIMIT_MAX)] = HISTORY_LIMIT_DEFAULT,
-                cursor: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+                cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
         """Telemetry in [from, to), oldest first, at most ``limit`` rows a page; ``next`` is the
         URL of the next page (None on the last). A plain ``def``: FastAPI runs it in its worker
-        threads, on a connection of its own, so a long read never holds up the control jobs."""
-        return history_page(service.store, str(request.url), start, end, device, limit, cursor)
+        threads, on a connection of its own, and the JSON is made there too, so a long read
+        never holds up the control jobs on the event loop."""
+        return JSONResponse(history_page(service.store, str(request.url), start, end, device, limit, cursor))
 
     @app.get("/alarms", dependencies=reads)
     async def alarms(open_only: bool = False) -> list[dict[str, Any]]:
