@@ -263,3 +263,9 @@ def test_a_store_made_before_the_history_index_gets_it(tmp_path: Path) -> None:
     store = Store.at_path(tmp_path / "old.sqlite")
     assert "ix_telemetry_ts_id" in {i["name"] for i in inspect(store.engine).get_indexes("telemetry")}
     store.close()
+
+
+def test_a_non_ascii_token_is_a_401_not_a_server_error(api: tuple[SiteService, TestClient]) -> None:
+    _, client = api
+    r = client.put("/mode", json={"mode": "pause"}, headers={"Authorization": b"Bearer \xe9t\xe9-token-long"})
+    assert r.status_code == 401, r.text
