@@ -380,7 +380,7 @@ def test_shutdown_leaves_every_device_in_its_safe_state(tmp_path: Path) -> None:
 
 def test_api_needs_a_token_for_writes_and_an_override_changes_the_next_plan(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EMS_API_TOKEN", "s3cret")
+    monkeypatch.setenv("EMS_API_TOKEN", "s3cret-api-token-16")
     store = Store.at_path(tmp_path / "ems.sqlite")
     port = _free_port()
     results: dict[str, Any] = {}
@@ -391,7 +391,7 @@ def test_api_needs_a_token_for_writes_and_an_override_changes_the_next_plan(
         async with httpx.AsyncClient(base_url=base, timeout=5.0) as client:
             results["status"] = (await client.get("/status")).json()
             results["no_token"] = (await client.put("/mode", json={"mode": "pause"})).status_code
-            auth = {"Authorization": "Bearer s3cret"}
+            auth = {"Authorization": "Bearer s3cret-api-token-16"}
             bad = await client.put("/mode", json={"mode": "nap"}, headers=auth)
             results["bad"] = (bad.status_code, bad.json())
             results["openapi"] = (await client.get("/openapi.json")).json()["paths"]

@@ -20,7 +20,7 @@ CAPACITY_KWH = 2000.0
 
 def test_a_reserve_set_through_the_api_holds_in_every_mode(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EMS_API_TOKEN", "s3cret")
+    monkeypatch.setenv("EMS_API_TOKEN", "s3cret-api-token-16")
     store = Store.at_path(tmp_path / "ems.sqlite")
     port = _free_port()
     seen: dict[str, Any] = {"discharging_below": [], "bad": {}}
@@ -34,7 +34,7 @@ def test_a_reserve_set_through_the_api_holds_in_every_mode(tmp_path: Path,
 
     async def scenario(service: Any, sim: Any) -> None:
         await until(service, lambda: service.status.mode == "auto", "auto mode")
-        auth = {"Authorization": "Bearer s3cret"}
+        auth = {"Authorization": "Bearer s3cret-api-token-16"}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as client:
             for bad in (1.0, True, "NaN", 0.99):
                 r = await client.put("/battery/bess/reserve", json={"soc_min_fraction": bad}, headers=auth)

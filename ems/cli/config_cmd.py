@@ -28,6 +28,9 @@ def check(
     """Validate a site configuration and print a short summary of it."""
     with input_errors():
         loaded = load(site, sets)
+        from ems.runtime.api_guard import api_token
+
+        api_token(loaded.config.service)  # the token `ems run` would serve the API with
         lines = summary(loaded)
         if data:
             lines.append(check_data(loaded))

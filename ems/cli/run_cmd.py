@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import logging
 import math
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ems.cli.common import fail, input_errors, load
+from ems.redact import redact
 
 if TYPE_CHECKING:
     from ems.config.loader import LoadedSite
@@ -50,7 +52,8 @@ def open_store(site: LoadedSite, url: str | None = None) -> Store:
             return Store(chosen)
         return Store.at_path(state_dir(site) / "ems.sqlite")
     except (SQLAlchemyError, ArgumentError, OSError) as exc:
-        fail(f"store {chosen or state_dir(site) / 'ems.sqlite'}: cannot open: {str(exc).splitlines()[0]}")
+        where = chosen or state_dir(site) / "ems.sqlite"
+        fail(redact(f"store {where}: cannot open: {str(exc).splitlines()[0]}"))
 
 
 async def start_api(service: SiteService, host: str, port: int) -> tuple[Any, asyncio.Task[None]]:
@@ -127,6 +130,11 @@ async def run_service(site: LoadedSite, store: Store, simulate: bool, speed: flo
     driver = None
     try:
         await service.start()
+        # what the start made (modules, site, models) lives as long as the process: out of the
+        # collector's reach, a full collection no longer holds every thread (the control jobs
+        # included) for 0.1-0.2 s while a worker thread makes many objects (e.g. GET /history)
+        gc.collect()
+        gc.freeze()
         if api_port is not None:
             api = await start_api(service, site.config.service.api_host, api_port)
         if callable(on_started):
@@ -218,14 +226,18 @@ def run(
         if not simulate and (speed != 1.0 or start is not None):
             fail("--speed and --start need --simulate: real devices run on real time")
         start_utc = parse_start(start, loaded) if simulate else None
+        port = loaded.config.service.api_port if api_port is None else api_port
+        if port:
+            from ems.runtime.api_guard import api_token
+
+            api_token(loaded.config.service)  # a short token is refused before any device is touched
         if log_format not in ("text", "json"):
             fail(f"--log-format must be text or json, got {log_format!r}")
         configure_logging("json" if log_format == "json" else "text", verbose)
         _log_to_own_stderr()
         store = open_store(loaded, store_url)
         devices = f"simulated site at {speed:g}x" if simulate else "real devices"
-        port = loaded.config.service.api_port if api_port is None else api_port
-        sys.stdout.write(f"{loaded.config.site.name}: store {store.url}; {devices}; "
+        sys.stdout.write(f"{loaded.config.site.name}: store {redact(store.url)}; {devices}; "
                          f"{api_address(loaded.config.service.api_host, port)}\n")
         sys.stdout.flush()
         try:

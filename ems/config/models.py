@@ -574,7 +574,10 @@ class ServiceConfig(Strict):
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     api_token_env: str = "EMS_API_TOKEN"
-    """Environment variable with the bearer token API writes need."""
+    """Environment variable with the bearer token API writes need (at least 16 characters)."""
+    api_read_token_required: bool = False
+    """Reads (``GET /status``, ``/plan``, ``/history``, ``/alarms``, ``/kpis``, ``/metrics``) need
+    the token too; by default they are open on the bound address."""
     forecast: Literal["series", "model"] = "series"
     """What plans take as PV and load: "series", the configured series files as they stand (a
     site can keep them updated from an external forecaster); "model", forecasts the service makes

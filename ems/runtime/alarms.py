@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from ems.redact import redact
 from ems.runtime.metrics import ServiceMetrics
 from ems.store import Store
 
@@ -20,6 +21,8 @@ class Alarms:
         self.now = now
 
     def raise_(self, device: str, code: str, severity: str, message: str) -> None:
+        """Open an alarm (once per device and code); ``message`` is stored and logged redacted."""
+        message = redact(message)
         alarm_id = self.store.raise_alarm(self.now(), device, code, severity, message)
         if alarm_id is not None:
             self.metrics.alarms.labels(device, code).inc()

@@ -1,30 +1,55 @@
 """The service's HTTP API (FastAPI, OpenAPI at /docs) and Prometheus metrics at /metrics.
 
-Reads are open on the bound address (127.0.0.1 by default). Writes need
-``Authorization: Bearer <token>`` with the token from the environment variable the config names
-(``service.api_token_env``); with no token configured, writes are refused. A bad body is a 422
-naming the field.
+Reads are open on the bound address (127.0.0.1 by default), or need the token too with
+``service.api_read_token_required``. Writes need ``Authorization: Bearer <token>`` with the token
+from the environment variable the config names (``service.api_token_env``, at least 16
+characters); with no token configured, writes are refused. Bound to a loopback address, the API
+answers only requests whose Host is localhost, 127.0.0.1 or [::1] (400 otherwise). A bad request
+is a 422 naming the field and the value (:mod:`ems.runtime.api_guard`); no input gives a 500.
+``GET /history`` is paged (:mod:`ems.runtime.api_history`) and runs in a worker thread, off the
+event loop the control jobs run on.
 """
 
 import hmac
-import os
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ems.redact import redact
+from ems.runtime.api_guard import (
+    LOCAL_HOST_NAMES,
+    api_token,
+    field_error,
+    host_check,
+    is_local_only,
+    validation_error,
+)
+from ems.runtime.api_history import (
+    HISTORY_LIMIT_DEFAULT,
+    HISTORY_LIMIT_MAX,
+    bounded_instant,
+    history_page,
+)
 from ems.runtime.service import SiteService
+from ems.store.store import MAX_ROW_ID, MIN_ROW_ID
+
+Name = Annotated[str, Path(min_length=1, max_length=64)]
+"""A device name in a path."""
 
 
 class SessionNeed(BaseModel):
     """A driver's departure time and energy for the vehicle on a charger."""
 
     model_config = ConfigDict(extra="forbid")
-    departure_utc: datetime | None = None
-    energy_kwh: Annotated[float, Field(gt=0, le=200)] | None = None
+    departure_utc: Annotated[datetime, AfterValidator(bounded_instant)] | None = None
+    """With a UTC offset, between 2000 and 2100."""
+    energy_kwh: Annotated[float, Field(gt=0, le=200, allow_inf_nan=False)] | None = None
 
 
 class ModeOverride(BaseModel):
@@ -37,7 +62,7 @@ class ModeOverride(BaseModel):
 class BatteryReserve(BaseModel):
     model_config = ConfigDict(extra="forbid")
     soc_min_fraction: Annotated[float, Field(ge=0, lt=1, strict=True, allow_inf_nan=False)]
-    """SOC the battery keeps (fraction); at most the battery's own ``soc_max_fraction``."""
+    """SOC the battery keeps (fraction); below the battery's own ``soc_max_fraction``."""
 
 
 # FastAPI resolves handler annotations at runtime: no postponed annotations in this module
@@ -45,23 +70,35 @@ bearer = HTTPBearer(auto_error=False)
 
 
 def create_app(service: SiteService) -> FastAPI:
+    """The API of ``service``. Raises ConfigError when the token in ``service.api_token_env`` is
+    too short, or reads need a token and none is set."""
+    cfg = service.cfg.service
+    token = api_token(cfg)
     app = FastAPI(title=f"EMS {service.cfg.site.name}", version="1")
+    app.add_exception_handler(RequestValidationError, validation_error)
+    if is_local_only(cfg.api_host):
+        app.middleware("http")(host_check(LOCAL_HOST_NAMES))
 
     def writer(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        token = os.environ.get(service.cfg.service.api_token_env, "")
         if not token:
-            raise HTTPException(403, f"writes are disabled: set {service.cfg.service.api_token_env}")
-        if credentials is None or not hmac.compare_digest(credentials.credentials, token):
+            raise HTTPException(403, f"writes are disabled: set {cfg.api_token_env}")
+        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
             raise HTTPException(401, "a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    @app.get("/status")
+    def reader(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if cfg.api_read_token_required:
+            writer(credentials)
+
+    reads = [Depends(reader)]
+
+    @app.get("/status", dependencies=reads)
     async def status() -> dict[str, Any]:
         m = service.measured()
         st = service.status
         return {
             "site": service.cfg.site.name, "time_utc": service.clock.now().isoformat(),
-            "mode": st.mode, "mode_reason": st.mode_reason, "override": st.override,
+            "mode": st.mode, "mode_reason": redact(st.mode_reason or "") or None, "override": st.override,
             "devices_online": st.devices_online,
             "plan": {"id": st.plan_id, "slot_start": st.plan_slot.isoformat() if st.plan_slot else None,
                      "status": st.plan_status, "solve_s": st.last_solve_s, "done": st.plans_done,
@@ -76,38 +113,38 @@ def create_app(service: SiteService) -> FastAPI:
             "ev_sessions": service.sessions.to_json(),
         }
 
-    @app.get("/plan")
+    @app.get("/plan", dependencies=reads)
     async def plan() -> dict[str, Any]:
         latest = service.store.latest_plan()
         if latest is None:
             raise HTTPException(404, "no plan yet")
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in latest.items()}
 
-    @app.get("/history")
-    async def history(start: Annotated[datetime, Query(alias="from")],
-                      end: Annotated[datetime, Query(alias="to")],
-                      device: str | None = None) -> list[dict[str, Any]]:
-        if start.tzinfo is None or end.tzinfo is None:
-            raise HTTPException(422, "from and to need a UTC offset, e.g. 2025-07-15T00:00:00Z")
-        frame = service.store.telemetry(start, end, device)
-        return [{"ts": r.ts.isoformat(), "device": r.device, "point": r.point,
-                 "value": None if r.value != r.value else r.value, "missing_reason": r.missing_reason}
-                for r in frame.itertuples()]
+    @app.get("/history", dependencies=reads)
+    def history(request: Request,
+                start: Annotated[datetime, Query(alias="from"), AfterValidator(bounded_instant)],
+                end: Annotated[datetime, Query(alias="to"), AfterValidator(bounded_instant)],
+                device: Annotated[str | None, Query(max_length=64)] = None,
+                limit: Annotated[int, Query(ge=1, le=HISTORY_LIMIT_MAX)] = HISTORY_LIMIT_DEFAULT,
+                cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+        """Telemetry in [from, to), oldest first, at most ``limit`` rows a page; ``next`` is the
+        URL of the next page (None on the last). A plain ``def``: FastAPI runs it in its worker
+        threads, on a connection of its own, and the JSON is made there too, so a long read
+        never holds up the control jobs on the event loop."""
+        return JSONResponse(history_page(service.store, str(request.url), start, end, device, limit, cursor))
 
-    @app.get("/alarms")
+    @app.get("/alarms", dependencies=reads)
     async def alarms(open_only: bool = False) -> list[dict[str, Any]]:
         frame = service.store.alarms(open_only)
         return [{k: (v.isoformat() if isinstance(v, datetime) else (None if v != v else v))
                  for k, v in row.items()} for row in frame.to_dict("records")]
 
-    @app.get("/kpis")
-    async def kpis(period: str = "") -> dict[str, dict[str, float]]:
+    @app.get("/kpis", dependencies=reads)
+    async def kpis(period: Annotated[str, Query(max_length=16)] = "") -> dict[str, dict[str, float]]:
         return service.store.kpis(period)
 
     @app.put("/ev/{charger}/session", dependencies=[Depends(writer)])
-    async def ev_session(charger: str, need: SessionNeed) -> dict[str, Any]:
-        if need.departure_utc is not None and need.departure_utc.tzinfo is None:
-            raise HTTPException(422, "departure_utc needs a UTC offset")
+    async def ev_session(charger: Name, need: SessionNeed) -> dict[str, Any]:
         try:
             session = service.sessions.set_need(charger, need.departure_utc, need.energy_kwh)
         except KeyError:
@@ -121,24 +158,23 @@ def create_app(service: SiteService) -> FastAPI:
         return {"override": service.status.override}
 
     @app.put("/battery/{name}/reserve", dependencies=[Depends(writer)])
-    async def reserve(name: str, body: BatteryReserve) -> dict[str, Any]:
+    async def reserve(name: Name, body: BatteryReserve) -> dict[str, Any]:
         battery = next((b for b in service.cfg.battery if b.name == name), None)
         if battery is None:
             raise HTTPException(404, f"no battery {name!r}")
-        if body.soc_min_fraction > battery.soc_max_fraction:
-            raise HTTPException(422, [{"loc": ["body", "soc_min_fraction"], "input": body.soc_min_fraction,
-                                       "msg": f"above battery {name}'s soc_max_fraction "
-                                              f"{battery.soc_max_fraction:g}"}])
+        if body.soc_min_fraction >= battery.soc_max_fraction:
+            raise field_error(["body", "soc_min_fraction"], body.soc_min_fraction,
+                              f"must be below battery {name}'s soc_max_fraction {battery.soc_max_fraction:g}")
         service.set_reserve(name, body.soc_min_fraction)
         return {"battery": name, "soc_min_fraction": body.soc_min_fraction}
 
     @app.post("/alarms/{alarm_id}/ack", dependencies=[Depends(writer)])
-    async def ack(alarm_id: int) -> dict[str, Any]:
+    async def ack(alarm_id: Annotated[int, Path(ge=MIN_ROW_ID, le=MAX_ROW_ID)]) -> dict[str, Any]:
         if not service.store.ack_alarm(alarm_id, datetime.now(UTC)):
             raise HTTPException(404, f"no unacknowledged alarm {alarm_id}")
         return {"acked": alarm_id}
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=reads)
     async def metrics() -> Response:
         service.metrics.update(service)
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

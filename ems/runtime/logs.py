@@ -12,6 +12,8 @@ from typing import Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
+from ems.redact import RedactingFilter
+
 LogFormat = Literal["text", "json"]
 
 _OWN: list[logging.Handler] = []
@@ -19,8 +21,9 @@ _OWN: list[logging.Handler] = []
 
 
 def configure_logging(fmt: LogFormat, verbose: bool) -> None:
-    """Log to stderr at INFO (``verbose``) or WARNING, as text or JSON lines."""
+    """Log to stderr at INFO (``verbose``) or WARNING, as text or JSON lines, secrets redacted."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter(
             "{asctime}{levelname}{name}{message}", style="{",

@@ -255,7 +255,8 @@ class SiteService:
         self._save_state()  # the tank estimate moves every cycle
 
     async def retention_job(self) -> None:
-        self.booking.purge()
+        # in a worker thread, in batches: a long delete never holds up the control jobs
+        await asyncio.to_thread(self.booking.purge)
 
     # -- events and records ------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ telemetry = Table(
     # None when the value is good; else why it is missing (a missing value is never stored as 0)
     Column("missing_reason", String(128), nullable=True),
     Index("ix_telemetry_device_ts", "device", "ts"),
+    Index("ix_telemetry_ts_id", "ts", "id"),  # GET /history pages in (ts, id) order
 )
 
 plans = Table(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -50,6 +50,10 @@ class SetpointWrite:
     error: str | None = None
 
 
+MIN_ROW_ID, MAX_ROW_ID = 1, 2**63 - 1
+"""Row ids the store can hold (SQLite and PostgreSQL integer keys are signed 64-bit)."""
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -64,6 +68,8 @@ class Store:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         s.metadata.create_all(self.engine)
+        for index in s.telemetry.indexes:  # indexes added since an older store was made
+            index.create(self.engine, checkfirst=True)
 
     @classmethod
     def at_path(cls, path: Path) -> Store:
@@ -89,6 +95,22 @@ class Store:
         if device is not None:
             q = q.where(s.telemetry.c.device == device)
         return self._frame(q.order_by(s.telemetry.c.ts, s.telemetry.c.id))
+
+    def telemetry_page(self, start: datetime, end: datetime, device: str | None = None,
+                       after: tuple[datetime, int] | None = None,
+                       limit: int = 10_000) -> list[tuple[int, TelemetryRow]]:
+        """At most ``limit`` telemetry rows in [start, end) as (row id, row), ordered by time then
+        id, starting after the row ``after`` = (ts, id) (a page's last row: keyset paging, so a
+        page costs the same however deep it is)."""
+        t = s.telemetry.c
+        q = select(t.id, t.ts, t.device, t.point, t.value, t.missing_reason).where(t.ts >= start, t.ts < end)
+        if device is not None:
+            q = q.where(t.device == device)
+        if after is not None:
+            q = q.where(or_(t.ts > after[0], and_(t.ts == after[0], t.id > after[1])))
+        with self.engine.connect() as c:
+            rows = c.execute(q.order_by(t.ts, t.id).limit(limit)).all()
+        return [(int(r.id), TelemetryRow(r.ts, r.device, r.point, r.value, r.missing_reason)) for r in rows]
 
     # -- plans -------------------------------------------------------------------------------
 
@@ -155,6 +177,10 @@ class Store:
         return bool(n)
 
     def ack_alarm(self, alarm_id: int, at: datetime) -> bool:
+        """Acknowledge an open alarm; False when there is no unacknowledged alarm ``alarm_id``
+        (also for ids no row can have: outside a signed 64-bit integer)."""
+        if not MIN_ROW_ID <= alarm_id <= MAX_ROW_ID:
+            return False
         a = s.alarms.c
         with self.engine.begin() as c:
             n = c.execute(update(s.alarms).where(a.id == alarm_id, a.acked_at.is_(None))
@@ -206,16 +232,29 @@ class Store:
     # -- retention ---------------------------------------------------------------------------
 
     def purge(self, telemetry_before: datetime | None = None, plans_before: datetime | None = None,
-              setpoints_before: datetime | None = None) -> dict[str, int]:
-        """Delete rows older than the given instants (retention); alarms and KPIs are kept."""
+              setpoints_before: datetime | None = None, batch_rows: int = 5_000) -> dict[str, int]:
+        """Delete rows older than the given instants (retention); alarms and KPIs are kept.
+
+        Rows go in batches of at most ``batch_rows``, each its own short transaction, so writers
+        (the service's telemetry, plans, setpoints) wait for one batch at most, never for the
+        whole purge."""
         out = {}
-        with self.engine.begin() as c:
-            for name, table, column, before in (
-                    ("telemetry", s.telemetry, s.telemetry.c.ts, telemetry_before),
-                    ("plans", s.plans, s.plans.c.created_at, plans_before),
-                    ("setpoint_writes", s.setpoint_writes, s.setpoint_writes.c.ts, setpoints_before)):
-                if before is not None:
-                    out[name] = c.execute(delete(table).where(column < before)).rowcount
+        for name, table, column, before in (
+                ("telemetry", s.telemetry, s.telemetry.c.ts, telemetry_before),
+                ("plans", s.plans, s.plans.c.created_at, plans_before),
+                ("setpoint_writes", s.setpoint_writes, s.setpoint_writes.c.ts, setpoints_before)):
+            if before is None:
+                continue
+            out[name] = 0
+            while True:
+                with self.engine.begin() as c:
+                    ids = c.execute(select(table.c.id).where(column < before).order_by(table.c.id)
+                                    .limit(batch_rows)).scalars().all()
+                    if ids:
+                        c.execute(delete(table).where(table.c.id.in_(ids)))
+                out[name] += len(ids)
+                if len(ids) < batch_rows:
+                    break
         return out
 
     def count(self, table: str) -> int:
