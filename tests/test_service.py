@@ -457,8 +457,9 @@ def test_kill_9_and_restart_resumes_from_the_store(tmp_path: Path) -> None:
             assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
             if _plans_in(db) >= 2:  # the service has made its tables: opening the store is safe
                 store = Store(url)
+                # a plan step has ended: the billing period's peak is on record
                 ready = store.count("telemetry") > 0 and store.get_state("ev_sessions") and \
-                    store.kpis("2025-07")
+                    store.kpis("2025-07") and (store.get_state("billing") or {}).get("period")
                 store.close()
                 if ready:
                     break
