@@ -270,3 +270,15 @@ def test_the_device_layer_sets_aside_a_device_whose_profile_is_unknown(tmp_path:
 
     unresolved = asyncio.run(start_and_stop())
     assert "'nosuch'" in unresolved["pem"]
+
+
+def test_a_store_that_cannot_be_opened_stops_ems_run_without_showing_its_password(tmp_path: Path) -> None:
+    # the URL is well formed and its driver installed (config check accepts it); nothing listens
+    url = f"postgresql+psycopg://ems:hunter2@127.0.0.1:{free_port()}/ems"
+    path = broken_site(tmp_path, lambda t: t)
+    ems = Path(sys.executable).parent / "ems"
+    proc = subprocess.run([str(ems), "run", str(path), "--store", url, "--duration", "1", "--api-port", "0"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: store postgresql+psycopg://ems:***@127.0.0.1:")
+    assert "cannot open" in proc.stderr and "hunter2" not in proc.stderr + proc.stdout

@@ -40,6 +40,7 @@ def open_store(site: LoadedSite, url: str | None = None) -> Store:
     else SQLite at <state_dir>/ems.sqlite."""
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+    from ems.cli.preflight import mask_password
     from ems.signals.site_signals import state_dir
     from ems.store import Store
 
@@ -50,7 +51,8 @@ def open_store(site: LoadedSite, url: str | None = None) -> Store:
             return Store(chosen)
         return Store.at_path(state_dir(site) / "ems.sqlite")
     except (SQLAlchemyError, ArgumentError, OSError) as exc:
-        fail(f"store {chosen or state_dir(site) / 'ems.sqlite'}: cannot open: {str(exc).splitlines()[0]}")
+        where = mask_password(chosen) if chosen else state_dir(site) / "ems.sqlite"
+        fail(f"store {where}: cannot open: {str(exc).splitlines()[0]}")
 
 
 async def start_api(service: SiteService, host: str, port: int) -> tuple[Any, asyncio.Task[None]]:
@@ -193,7 +195,7 @@ def run(
         "--set", help="Override a config value, e.g. service.dispatch_every_s=1.")] = None,
 ) -> None:
     """Run the controller for SITE: poll devices, re-plan every slot, dispatch safely, keep records."""
-    from ems.cli.preflight import preflight
+    from ems.cli.preflight import mask_password, preflight
     from ems.cli.sim_cmd import parse_start
     from ems.runtime.logs import configure_logging
 
@@ -212,7 +214,7 @@ def run(
         _log_to_own_stderr()
         store = open_store(loaded, store_url)
         devices = f"simulated site at {speed:g}x" if simulate else "real devices"
-        sys.stdout.write(f"{loaded.config.site.name}: store {store.url}; {devices}\n")
+        sys.stdout.write(f"{loaded.config.site.name}: store {mask_password(store.url)}; {devices}\n")
         sys.stdout.flush()
         try:
             port = loaded.config.service.api_port if api_port is None else api_port
