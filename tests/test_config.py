@@ -3,11 +3,15 @@ problem that names the field path and the bad value."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from pydantic import BaseModel
 
-from ems.config import ConfigError, load_site
+from ems.config import ConfigError, SiteConfig, load_site
+from ems.config.bounds import MAX_ENERGY_KWH, MAX_POWER_KW, MAX_PRICE_PER_KWH
 from ems.config.loader import apply_override
 
 DATA = Path(__file__).resolve().parents[1] / "site_configs" / "data"
@@ -271,6 +275,82 @@ def test_invalid_toml(tmp_path: Path) -> None:
     path = write(tmp_path, BASE + "\n[site\n")
     (line,) = errors(path)
     assert str(path) in line and "TOML" in line
+
+
+# --- numbers finite and bounded, names safe for paths --------------------------------------
+
+
+def _models(annotation: object) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        for field in annotation.model_fields.values():
+            yield from _models(field.annotation)
+    for arg in get_args(annotation):
+        yield from _models(arg)
+
+
+def test_every_config_model_refuses_non_finite_numbers() -> None:
+    # one mechanism for every model, including ones added later: their shared pydantic config
+    models = set(_models(SiteConfig))
+    assert len(models) > 30
+    assert [m.__name__ for m in models if m.model_config.get("allow_inf_nan") is not False] == []
+
+
+@pytest.mark.parametrize(("old", "new", "where"), [
+    ("capacity_kwh = 2000.0", "capacity_kwh = nan", "battery[0].capacity_kwh = nan"),
+    ("import_limit_kw = 1000.0", "import_limit_kw = inf", "grid.import_limit_kw = inf"),
+    ("flat = 0.7", "flat = -inf", "grid.tariff.prices.flat = -inf"),
+    ("max_charge_kw = 1000.0", "max_charge_kw = +inf", "battery[0].max_charge_kw = inf"),
+])
+def test_non_finite_numbers_are_refused(tmp_path: Path, old: str, new: str, where: str) -> None:
+    (line,) = errors(write(tmp_path, edit(BASE, old, new)))
+    assert f"{where}: Input should be a finite number" in line
+
+
+def test_documented_maxima_hold_and_one_past_them_is_refused(tmp_path: Path) -> None:
+    at_max = edit(BASE, "capacity_kwh = 2000.0", f"capacity_kwh = {MAX_ENERGY_KWH}")
+    at_max = edit(at_max, "max_charge_kw = 1000.0", f"max_charge_kw = {MAX_POWER_KW}")
+    at_max = edit(at_max, "flat = 0.7", f"flat = {-MAX_PRICE_PER_KWH}")
+    assert load_site(str(write(tmp_path, at_max))).config.battery[0].capacity_kwh == MAX_ENERGY_KWH
+    past = edit(BASE, "capacity_kwh = 2000.0", "capacity_kwh = 1e308")
+    past = edit(past, "max_charge_kw = 1000.0", f"max_charge_kw = {MAX_POWER_KW * 10}")
+    past = edit(past, "flat = 0.7", "flat = 1e9")
+    lines = errors(write(tmp_path, past, "past.toml"))
+    assert sorted(ln.split(": ", 2)[1] for ln in lines) == [
+        "battery[0].capacity_kwh = 1e+308", "battery[0].max_charge_kw = 10000000.0",
+        "grid.tariff.prices.flat = 1000000000.0"]
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", "", "x" * 65, "a b", "c:\\x", "x..y"])
+def test_a_site_name_that_is_not_safe_in_a_path_is_refused(tmp_path: Path, name: str) -> None:
+    (line,) = errors(write(tmp_path, edit(BASE, 'name = "test_site"', f"name = '{name}'")))  # literal
+    assert f"site.name = {name!r}: a name that becomes part of a path" in line
+
+
+@pytest.mark.parametrize("name", ["guangdong_factory", "CA-303", "site.v2", "9"])
+def test_safe_names_are_accepted(tmp_path: Path, name: str) -> None:
+    text = edit(BASE, 'name = "test_site"', f'name = "{name}"')
+    text = edit(text, 'name = "bess"', f'name = "{name}"')
+    assert load_site(str(write(tmp_path, text))).config.site.name == name
+
+
+def test_data_period_is_checked_and_a_toml_date_is_accepted(tmp_path: Path) -> None:
+    text = edit(BASE, "longitude = 113.3",
+                'longitude = 113.3\ndata_start = 2025-01-01\ndata_end = "2025-12-31"')
+    assert load_site(str(write(tmp_path, text))).config.site.data_start == "2025-01-01"
+    for bad in ('"2025-13-01"', '"20250101"', '"2025-02-30"', '"yesterday"'):
+        (line,) = errors(write(tmp_path, edit(text, "data_start = 2025-01-01", f"data_start = {bad}")))
+        assert f"site.data_start = {bad.replace(chr(34), chr(39))}: not a date (expected YYYY-MM-DD" in line
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    text = BASE.replace('name = "bess"', '# caf\xe9\nname = "bess"')
+    path.write_bytes(text.encode("latin-1"))
+    line_no = text[:text.index("caf")].count("\n") + 1
+    (line,) = errors(path)
+    assert line == (f"{path}: line {line_no}: byte 0xe9 is not UTF-8 "
+                    "(TOML files are UTF-8 text; save the file as UTF-8)")
 
 
 # --- overrides ---------------------------------------------------------------------------

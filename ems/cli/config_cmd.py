@@ -24,16 +24,23 @@ def check(
         "--set", help="Override a field, e.g. battery.capacity_kwh=4000 (repeatable).")] = None,
     data: Annotated[bool, typer.Option(
         "--data/--no-data", help="Also read every data file over data_start..data_end.")] = True,
+    simulate: Annotated[bool, typer.Option(
+        "--simulate", help="Also check what the device simulators need (ems run --simulate).")] = False,
+    store_url: Annotated[str | None, typer.Option(
+        "--store", help="Check this store URL instead of the config's (as ems run --store).")] = None,
 ) -> None:
-    """Validate a site configuration and print a short summary of it."""
+    """Validate a site configuration as `ems run` does before it starts, and summarise it.
+
+    Exit code 2 with one line per problem (field and value) when `ems run` would refuse it."""
+    from ems.cli.preflight import preflight
+
     with input_errors():
         loaded = load(site, sets)
         from ems.runtime.api_guard import api_token
 
         api_token(loaded.config.service)  # the token `ems run` would serve the API with
-        lines = summary(loaded)
-        if data:
-            lines.append(check_data(loaded))
+        checked = preflight(loaded, store_url, simulate=simulate, data=data)
+        lines = summary(loaded) + checked
     for line in lines:
         typer.echo(line)
 
@@ -46,28 +53,6 @@ def schema() -> None:
     from ems.config.models import SiteConfig
 
     typer.echo(json.dumps(SiteConfig.model_json_schema(), indent=2))
-
-
-def check_data(site: LoadedSite) -> str:
-    """Read every series over the site's data period (raises SeriesFileError on bad data)."""
-    from datetime import timedelta
-
-    from ems.cli.common import data_period, local_midnight
-    from ems.inputs.site_inputs import build_inputs
-
-    cfg = site.config
-    first, last = data_period(cfg)
-    if first is None or last is None:
-        return "data: not checked (site.data_start and site.data_end are not both set)"
-    start = local_midnight(first, cfg.site.timezone)
-    end = local_midnight(last + timedelta(days=1), cfg.site.timezone)
-    inputs = build_inputs(site, start, end)
-    text = (f"data: {first} to {last} read and checked: {fmt_num(len(inputs.frame))} steps")
-    if cfg.ev_sessions is not None:
-        text += f", {fmt_num(len(inputs.sessions))} EV sessions"
-        if inputs.dropped_sessions:
-            text += f" ({inputs.dropped_sessions} dropped: no free charger)"
-    return text
 
 
 def _windows(windows: list[TimeWindow]) -> str:

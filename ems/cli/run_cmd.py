@@ -52,7 +52,7 @@ def open_store(site: LoadedSite, url: str | None = None) -> Store:
             return Store(chosen)
         return Store.at_path(state_dir(site) / "ems.sqlite")
     except (SQLAlchemyError, ArgumentError, OSError) as exc:
-        where = chosen or state_dir(site) / "ems.sqlite"
+        where = redact(chosen) if chosen else state_dir(site) / "ems.sqlite"
         fail(redact(f"store {where}: cannot open: {str(exc).splitlines()[0]}"))
 
 
@@ -216,6 +216,7 @@ def run(
         "--set", help="Override a config value, e.g. service.dispatch_every_s=1.")] = None,
 ) -> None:
     """Run the controller for SITE: poll devices, re-plan every slot, dispatch safely, keep records."""
+    from ems.cli.preflight import preflight
     from ems.cli.sim_cmd import parse_start
     from ems.runtime.logs import configure_logging
 
@@ -225,7 +226,6 @@ def run(
             fail(f"--speed must be > 0, got {speed:g}")
         if not simulate and (speed != 1.0 or start is not None):
             fail("--speed and --start need --simulate: real devices run on real time")
-        start_utc = parse_start(start, loaded) if simulate else None
         port = loaded.config.service.api_port if api_port is None else api_port
         if port:
             from ems.runtime.api_guard import api_token
@@ -233,6 +233,9 @@ def run(
             api_token(loaded.config.service)  # a short token is refused before any device is touched
         if log_format not in ("text", "json"):
             fail(f"--log-format must be text or json, got {log_format!r}")
+        # what `ems config check` checks: a config it accepts does not stop the service here
+        preflight(loaded, store_url, simulate=simulate)
+        start_utc = parse_start(start, loaded) if simulate else None
         configure_logging("json" if log_format == "json" else "text", verbose)
         _log_to_own_stderr()
         store = open_store(loaded, store_url)

@@ -55,10 +55,7 @@ def find_site(name_or_path: str) -> Path:
 
 def load_site(name_or_path: str, overrides: list[str] | None = None) -> LoadedSite:
     path = find_site(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    raw = read_toml(path)
     for item in overrides or []:
         apply_override(raw, item)
     try:
@@ -67,11 +64,42 @@ def load_site(name_or_path: str, overrides: list[str] | None = None) -> LoadedSi
     except ValidationError as exc:
         raise ConfigError([f"{path}: {line}" for line in format_errors(exc, raw)]) from None
     site = LoadedSite(config=config, path=path.resolve())
-    missing = [f"{where} = {f!r}: file not found (resolved to {site.resolve(f)})"
-               for where, f in data_files(config) if not site.resolve(f).exists()]
-    if missing:
-        raise ConfigError([f"{path}: {m}" for m in missing])
+    problems = [f"{path}: {p}" for p in file_problems(site)]
+    if problems:
+        raise ConfigError(problems)
     return site
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML tree of ``path``; a file that cannot be read, is not UTF-8 or not TOML raises
+    ConfigError naming the file and where."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: line {line}: byte {data[exc.start]:#04x} is not UTF-8 "
+                           "(TOML files are UTF-8 text; save the file as UTF-8)"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def file_problems(site: LoadedSite) -> list[str]:
+    """One line per data file the config names that is missing or is not a file."""
+    out = []
+    for where, f in data_files(site.config):
+        resolved = site.resolve(f)
+        if not resolved.exists():
+            out.append(f"{where} = {f!r}: file not found (resolved to {resolved})")
+        elif not resolved.is_file():
+            out.append(f"{where} = {f!r}: not a file (resolved to {resolved}, a directory)"
+                       if resolved.is_dir() else f"{where} = {f!r}: not a regular file ({resolved})")
+    return out
 
 
 def data_files(config: SiteConfig) -> list[tuple[str, str]]:

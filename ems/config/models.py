@@ -1,19 +1,41 @@
 """Site configuration models (pydantic v2). One TOML file per site under site_configs/.
 
 Units: kW, kWh, kg, gCO2/kWh, money in the site's currency; times of day "HH:MM" local time.
-Relative file paths are resolved against the config file's directory.
+Relative file paths are resolved against the config file's directory. Every number is finite and
+within the documented maxima of :mod:`ems.config.bounds`.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from ems.config.bounds import (
+    MAX_CURRENT_A,
+    MAX_HOURS,
+    ConfigModel,
+    Days,
+    DemandPrice,
+    FilePath,
+    HostName,
+    Hours,
+    Kg,
+    KgPerHour,
+    Kw,
+    Money,
+    NonNegPrice,
+    PositiveKg,
+    PositiveKw,
+    PositiveKwh,
+    Price,
+    SafeName,
+    UnitId,
+)
 from ems.config.signal_sources import (
     PROVIDER_CARBON_KIND,
     PROVIDER_CURRENCY,
@@ -22,17 +44,20 @@ from ems.config.signal_sources import (
     PriceSource,
 )
 
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
-NonNeg = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Efficiency = Annotated[float, Field(gt=0, le=1)]
+Celsius = Annotated[float, Field(ge=-60, le=150)]
+"""A cell temperature threshold, °C."""
+CellVolts = Annotated[float, Field(ge=0, le=10)]
+"""A cell-voltage spread, V."""
 DaysKind = Literal["all", "weekdays", "weekends", "holidays"]
 """Which days a window applies on; "holidays" means the dates in the tariff's ``holidays`` list."""
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+Strict = ConfigModel
 
 
 FIELD_PROBLEMS = "field_problems"
@@ -76,12 +101,12 @@ class TouRule(TimeWindow):
 
 
 class LimitRule(TimeWindow):
-    kw: NonNeg
+    kw: Kw
 
 
 class FixedTariff(Strict):
     kind: Literal["fixed"]
-    price_per_kwh: float
+    price_per_kwh: Price
 
 
 class TouTariff(Strict):
@@ -89,7 +114,7 @@ class TouTariff(Strict):
 
     kind: Literal["tou"]
     default_period: str
-    prices: dict[str, float]
+    prices: dict[str, Price]
     rules: list[TouRule] = Field(default_factory=list)
     holidays: list[date] = Field(default_factory=list)
     source: str | None = None
@@ -110,11 +135,11 @@ class PriceAdjustments(Strict):
     """Turns a market price into what the site pays (or is paid), per kWh in the site currency:
     (market × exchange_rate + adder_per_kwh) × (1 + tax_fraction)."""
 
-    adder_per_kwh: float = 0.0
+    adder_per_kwh: Price = 0.0
     """Fixed amount per kWh on top (grid fees, levies), site currency; may be negative."""
-    tax_fraction: NonNeg = 0.0
+    tax_fraction: Annotated[float, Field(ge=0, le=10)] = 0.0
     """Proportional tax (VAT) applied after the adder, e.g. 0.19."""
-    exchange_rate: Annotated[float, Field(gt=0)] | None = None
+    exchange_rate: Annotated[float, Field(gt=0, le=1e6)] | None = None
     """Site currency per unit of the source's currency; needed when the two differ."""
 
 
@@ -123,7 +148,7 @@ class SeriesTariff(PriceAdjustments):
     "<currency>/MWh" ("p/kWh" is GBP pence, "ct/kWh" EUR cents); none means site currency/kWh."""
 
     kind: Literal["series"]
-    file: str
+    file: FilePath
     column: str = "price_per_kwh"
     unit: str | None = None
 
@@ -149,7 +174,7 @@ Tariff = Annotated[FixedTariff | TouTariff | SeriesTariff | DynamicTariff, Field
 
 
 class DemandCharge(Strict):
-    price_per_kw: NonNeg
+    price_per_kw: DemandPrice
     """Per kW of the billing period's maximum import (step average)."""
     billing: Literal["monthly"] = "monthly"
     windows: list[TimeWindow] = Field(default_factory=list)
@@ -167,7 +192,7 @@ class CarbonSource(Strict):
     plant that answers a change in demand; for shifting decisions)."""
 
     kind: CarbonKind
-    file: str | None = None
+    file: FilePath | None = None
     column: str = "carbon_g_per_kwh"
     source: CarbonProvider | None = None
 
@@ -186,19 +211,21 @@ class CarbonSource(Strict):
 class Device(Strict):
     """Where the device layer finds this asset; ignored by the planner."""
 
-    profile: str
-    host: str = "127.0.0.1"
+    profile: Annotated[str, Field(min_length=1)]
+    """A bundled profile (drivers/profiles/) or a SunSpec one (sunspec_inverter, sunspec_battery)."""
+    host: HostName = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 502
-    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
-    watchdog_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] | None = None
+    unit_id: UnitId = 1
+    """Modbus unit id: 1-247; 0 or 255 only for a device reached directly over Modbus TCP."""
+    watchdog_s: Annotated[float, Field(gt=0, le=3600)] | None = None
     """Seconds without a command after which the device goes to its safe state, for a device whose
     watchdog the service arms (the profile's ``[watchdog_arm]``, e.g. the Enapter heartbeat);
     default: the profile's value."""
 
 
 class GridConfig(Strict):
-    import_limit_kw: NonNeg
-    export_limit_kw: NonNeg
+    import_limit_kw: Kw
+    export_limit_kw: Kw
     import_limit_rules: list[LimitRule] = Field(default_factory=list)
     export_limit_rules: list[LimitRule] = Field(default_factory=list)
     tariff: Tariff
@@ -268,16 +295,41 @@ class GridConfig(Strict):
 
 
 class SiteInfo(Strict):
-    name: str
+    name: SafeName
+    """Also the name of the site's state directory (see ``state_dir``): letters, digits, ``_``,
+    ``.`` and ``-`` only, no ``..``."""
     timezone: str
     latitude: Annotated[float, Field(ge=-90, le=90)]
     longitude: Annotated[float, Field(ge=-180, le=180)]
     currency: str = "EUR"
     data_start: str | None = None
+    """First local day of the site's data files, YYYY-MM-DD."""
     data_end: str | None = None
-    state_dir: str | None = None
+    """Last local day of the site's data files, YYYY-MM-DD (inclusive)."""
+    state_dir: FilePath | None = None
     """Where the site's records live (signal cache, store); relative to this file. Default:
     $EMS_STATE_DIR/<name>, else state/<name> next to this file."""
+
+    @field_validator("data_start", "data_end", mode="before")
+    @classmethod
+    def _iso_day(cls, v: Any) -> Any:
+        if isinstance(v, date) and not isinstance(v, datetime):
+            return v.isoformat()  # a TOML date (unquoted)
+        if isinstance(v, str):
+            try:
+                if not _ISO_DAY.match(v):
+                    raise ValueError
+                date.fromisoformat(v)
+            except ValueError:
+                raise ValueError("not a date (expected YYYY-MM-DD, e.g. 2025-01-01)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _period(self) -> SiteInfo:
+        if self.data_start is not None and self.data_end is not None and self.data_end < self.data_start:
+            raise field_problems([(("data_end",), self.data_end,
+                                   f"is before data_start {self.data_start}")])
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -292,15 +344,15 @@ class SiteInfo(Strict):
 class Planning(Strict):
     horizon_hours: Annotated[float, Field(gt=0, le=168)] = 48
     step_minutes: Literal[5, 10, 15, 20, 30, 60] = 15
-    replan_every_minutes: Annotated[int, Field(gt=0)] = 60
+    replan_every_minutes: Annotated[int, Field(gt=0, le=1440)] = 60
     objective: Literal["cost", "carbon_price", "carbon"] = "cost"
-    carbon_price_per_kg: NonNeg = 0.0
+    carbon_price_per_kg: NonNegPrice = 0.0
     carbon_signal: CarbonKind | None = None
     """Which grid.carbon signal the optimiser weighs; none: marginal when configured (it is
     what shifting demand changes), else the only one. Reports account emissions with both."""
-    time_limit_s: Annotated[float, Field(gt=0)] = 10.0
+    time_limit_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     mip_rel_gap: Annotated[float, Field(ge=0, lt=1)] = 0.001
-    integer_horizon_hours: Annotated[float, Field(ge=0)] | None = 12.0
+    integer_horizon_hours: Annotated[float, Field(ge=0, le=168)] | None = 12.0
     """On/off decisions are exact (binary) this far ahead and relaxed beyond (re-planned
     before they happen); None: exact over the whole horizon."""
 
@@ -318,13 +370,13 @@ class Planning(Strict):
 class PvConfig(Strict):
     """PV from bundled weather (pvlib) with its geometry, or from a per-kWp series file."""
 
-    name: str
-    kwp: Annotated[float, Field(gt=0)]
+    name: SafeName
+    kwp: PositiveKw
     tilt_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
     azimuth_deg: Annotated[float, Field(ge=0, lt=360)] = 180.0
     system_loss_fraction: Fraction = 0.14
-    weather_file: str | None = None
-    series_file: str | None = None
+    weather_file: FilePath | None = None
+    series_file: FilePath | None = None
     series_column: str = "pv_kw_per_kwp"
     curtailable: bool = True
     device: Device | None = None
@@ -344,21 +396,21 @@ class BatterySafety(Strict):
     "Derate" limits charge and discharge power to ``derate_fraction`` of their ratings; "stop"
     means 0 kW. An alarm clears only when its value is back by the hysteresis."""
 
-    derate_above_c: float = 45.0
+    derate_above_c: Celsius = 45.0
     """Highest cell temperature above which power is derated (warning)."""
-    stop_above_c: float = 55.0
+    stop_above_c: Celsius = 55.0
     """Highest cell temperature above which the battery is stopped (critical)."""
-    no_charge_below_c: float = 0.0
+    no_charge_below_c: Celsius = 0.0
     """Lowest cell temperature below which charging is blocked (lithium plating)."""
-    temperature_hysteresis_c: NonNeg = 3.0
-    spread_derate_v: NonNeg = 0.15
+    temperature_hysteresis_c: Annotated[float, Field(ge=0, le=50)] = 3.0
+    spread_derate_v: CellVolts = 0.15
     """Cell-voltage spread (max − min) at or above which power is derated (warning)."""
-    spread_stop_v: NonNeg = 0.30
+    spread_stop_v: CellVolts = 0.30
     """Cell-voltage spread at or above which the battery is stopped (critical)."""
-    spread_hysteresis_v: NonNeg = 0.02
+    spread_hysteresis_v: CellVolts = 0.02
     soh_derate_below_pct: Annotated[float, Field(ge=0, le=100)] = 70.0
     """State of health below which power is derated (warning)."""
-    soh_hysteresis_pct: NonNeg = 1.0
+    soh_hysteresis_pct: Annotated[float, Field(ge=0, le=100)] = 1.0
     derate_fraction: Fraction = 0.5
     stop_on_bms_alarm: bool = True
     """Any alarm the BMS reports stops the battery (critical)."""
@@ -381,17 +433,17 @@ class BatterySafety(Strict):
 
 
 class BatteryConfig(Strict):
-    name: str
+    name: SafeName
     chemistry: str = "LFP"
-    capacity_kwh: Annotated[float, Field(gt=0)]
-    max_charge_kw: Annotated[float, Field(gt=0)]
-    max_discharge_kw: Annotated[float, Field(gt=0)]
+    capacity_kwh: PositiveKwh
+    max_charge_kw: PositiveKw
+    max_discharge_kw: PositiveKw
     charge_efficiency: Efficiency = 0.95
     discharge_efficiency: Efficiency = 0.95
     soc_min_fraction: Fraction = 0.10
     soc_max_fraction: Fraction = 0.90
     initial_soc_fraction: Fraction = 0.50
-    degradation_cost_per_kwh: NonNeg = 0.0
+    degradation_cost_per_kwh: NonNegPrice = 0.0
     allow_grid_charging: bool = True
     safety: BatterySafety = BatterySafety()
     device: Device | None = None
@@ -407,16 +459,17 @@ class BatteryConfig(Strict):
 class EvChargerConfig(Strict):
     """Power from max_kw/min_kw, or from current x phases x voltage."""
 
-    name: str
-    max_kw: Annotated[float, Field(gt=0)] | None = None
-    min_kw: NonNeg | None = None
-    max_current_a: Annotated[float, Field(gt=0)] | None = None
-    min_current_a: NonNeg | None = None
+    name: SafeName
+    max_kw: PositiveKw | None = None
+    min_kw: Kw | None = None
+    max_current_a: Annotated[float, Field(gt=0, le=MAX_CURRENT_A)] | None = None
+    min_current_a: Annotated[float, Field(ge=0, le=MAX_CURRENT_A)] | None = None
     phases: Literal[1, 3] = 3
-    voltage_v: Annotated[float, Field(gt=0)] = 230.0
+    voltage_v: Annotated[float, Field(gt=0, le=1500)] = 230.0
+    """Phase voltage (AC) or the DC voltage, V."""
     efficiency: Efficiency = 0.92
     v2g: bool = False
-    max_discharge_kw: NonNeg = 0.0
+    max_discharge_kw: Kw = 0.0
     device: Device | None = None
 
     @model_validator(mode="after")
@@ -424,10 +477,13 @@ class EvChargerConfig(Strict):
         if self.max_kw is None and self.max_current_a is None:
             raise ValueError("give max_kw or max_current_a")
         if self.v2g and self.max_discharge_kw <= 0:
-            raise ValueError("v2g = true needs max_discharge_kw > 0")
+            raise field_problems([(("max_discharge_kw",), self.max_discharge_kw,
+                                   "v2g = true needs max_discharge_kw > 0")])
         if self.min_power_kw > self.max_power_kw:
-            raise ValueError(f"minimum power {self.min_power_kw:.2f} kW exceeds maximum "
-                             f"{self.max_power_kw:.2f} kW")
+            field = "min_kw" if self.min_kw is not None else "min_current_a"
+            raise field_problems([((field,), getattr(self, field),
+                                   f"minimum power {self.min_power_kw:.2f} kW exceeds the maximum "
+                                   f"{self.max_power_kw:.2f} kW")])
         return self
 
     @property
@@ -450,7 +506,7 @@ class DailySession(Strict):
     chargers: list[str]
     arrive: str
     depart: str
-    energy_kwh: Annotated[float, Field(gt=0)]
+    energy_kwh: PositiveKwh
     days: DaysKind = "all"
 
     @field_validator("arrive", "depart")
@@ -475,7 +531,7 @@ class FileSessions(Strict):
     else in order of first appearance onto the configured chargers (round robin)."""
 
     kind: Literal["file"]
-    file: str
+    file: FilePath
     station_map: dict[str, str] = Field(default_factory=dict)
 
 
@@ -483,25 +539,25 @@ EvSessions = Annotated[DailySessions | FileSessions, Field(discriminator="kind")
 
 
 class ElectrolyserConfig(Strict):
-    name: str
-    rated_kw: Annotated[float, Field(gt=0)]
+    name: SafeName
+    rated_kw: PositiveKw
     min_load_fraction: Fraction = 0.1
-    kwh_per_kg: Annotated[float, Field(gt=33.3)] = 53.0
+    kwh_per_kg: Annotated[float, Field(gt=33.3, le=1000)] = 53.0
     """Electricity per kg of hydrogen; must exceed the LHV (33.33 kWh/kg)."""
-    standby_kw: NonNeg = 0.0
-    startup_cost: NonNeg = 0.0
-    min_up_hours: NonNeg = 0.0
-    min_down_hours: NonNeg = 0.0
+    standby_kw: Kw = 0.0
+    startup_cost: Money = 0.0
+    min_up_hours: Hours = 0.0
+    min_down_hours: Hours = 0.0
     tank: str
     device: Device | None = None
 
 
 class HydrogenTankConfig(Strict):
-    name: str
-    capacity_kg: Annotated[float, Field(gt=0)]
-    floor_kg: NonNeg = 0.0
-    initial_kg: NonNeg = 0.0
-    terminal_value_per_kg: NonNeg = 0.0
+    name: SafeName
+    capacity_kg: PositiveKg
+    floor_kg: Kg = 0.0
+    initial_kg: Kg = 0.0
+    terminal_value_per_kg: NonNegPrice = 0.0
     """Value of hydrogen left in the tank at the horizon end (money per kg)."""
 
     @model_validator(mode="after")
@@ -515,16 +571,16 @@ class HydrogenTankConfig(Strict):
 
 
 class OfftakeWindow(TimeWindow):
-    kg_per_hour: NonNeg
+    kg_per_hour: KgPerHour
 
 
 class HydrogenOfftakeConfig(Strict):
     """Daily schedule of kg/hour windows, or a series file (kg per hour)."""
 
-    name: str
+    name: SafeName
     tank: str
     schedule: list[OfftakeWindow] = Field(default_factory=list)
-    file: str | None = None
+    file: FilePath | None = None
     column: str = "kg_per_hour"
 
     @model_validator(mode="after")
@@ -535,10 +591,10 @@ class HydrogenOfftakeConfig(Strict):
 
 
 class LoadConfig(Strict):
-    name: str
-    file: str
+    name: SafeName
+    file: FilePath
     column: str = "load_kw"
-    scale: NonNeg = 1.0
+    scale: Annotated[float, Field(ge=0, le=1e6)] = 1.0
     device: Device | None = None
 
 
@@ -549,15 +605,15 @@ class StoreConfig(Strict):
     url: str | None = None
     url_env: str = "EMS_STORE_URL"
     """Environment variable that, when set, overrides ``url`` (keeps passwords out of the file)."""
-    telemetry_every_s: Annotated[float, Field(gt=0)] = 60.0
-    telemetry_retention_days: Annotated[float, Field(gt=0)] = 400.0
+    telemetry_every_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    telemetry_retention_days: Days = 400.0
     """Days telemetry is kept (as 15-minute aggregates after ``raw_telemetry_days``)."""
-    raw_telemetry_days: Annotated[float, Field(gt=0)] = 7.0
+    raw_telemetry_days: Days = 7.0
     """Days raw telemetry is kept before it is folded into 15-minute mean/min/max."""
-    plan_retention_days: Annotated[float, Field(gt=0)] = 400.0
-    setpoint_retention_days: Annotated[float, Field(gt=0)] = 90.0
+    plan_retention_days: Days = 400.0
+    setpoint_retention_days: Days = 90.0
     """Days the audit trail of setpoint writes is kept."""
-    plan_body_days: Annotated[float, Field(gt=0)] = 7.0
+    plan_body_days: Days = 7.0
     """Days a plan keeps its per-step series; later only its headline figures, costs and
     relaxed limits."""
 
@@ -566,12 +622,12 @@ class ServiceConfig(Strict):
     """The running service (`ems run`)."""
 
     dispatch_every_s: Annotated[float, Field(ge=1, le=5)] = 2.0
-    poll_every_s: Annotated[float, Field(gt=0)] = 1.0
-    stale_after_s: Annotated[float, Field(gt=0)] = 5.0
-    ev_default_energy_kwh: Annotated[float, Field(gt=0)] = 20.0
+    poll_every_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    stale_after_s: Annotated[float, Field(gt=0, le=86400)] = 5.0
+    ev_default_energy_kwh: PositiveKwh = 20.0
     """Energy a vehicle wants when nobody says (API); kWh."""
-    ev_default_dwell_hours: Annotated[float, Field(gt=0)] = 8.0
-    api_host: str = "127.0.0.1"
+    ev_default_dwell_hours: Annotated[float, Field(gt=0, le=MAX_HOURS)] = 8.0
+    api_host: HostName = "127.0.0.1"
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8080
     api_token_env: str = "EMS_API_TOKEN"
     """Environment variable with the bearer token API writes need (at least 16 characters)."""
@@ -586,11 +642,11 @@ class ServiceConfig(Strict):
     """Plans keep the grid import this fraction under the import limit: headroom for forecast
     error, which the controller covers from the meter with the batteries (the limit itself is
     held at its full value)."""
-    previous_plan_valid_h: Annotated[float, Field(ge=0, le=48, allow_inf_nan=False)] = 2.0
+    previous_plan_valid_h: Annotated[float, Field(ge=0, le=48)] = 2.0
     """After a failed or late plan the service goes on following the previous plan, shifted to
     now, for at most this many hours from its first step (while it still covers now); only then
     does it fall back to the rules."""
-    signals_every_s: Annotated[float, Field(ge=60)] = 1800.0
+    signals_every_s: Annotated[float, Field(ge=60, le=7 * 86400)] = 1800.0
     """How often live tariff and carbon sources are fetched (site seconds); new data re-plans."""
 
 

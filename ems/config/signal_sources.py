@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ems.config.bounds import ConfigModel
 
 CarbonKind = Literal["average", "marginal"]
 
 
-class _Source(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Source = ConfigModel
 
 
 class EntsoePrices(_Source):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -39,18 +40,17 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 
 def read_series(path: Path, column: str) -> pd.Series:
-    """One numeric column with a UTC index; NaN or non-numeric cells are errors."""
+    """One numeric column with a UTC index; NaN, infinite or non-numeric cells are errors."""
     df = read_frame(path)
     if column not in df.columns:
         raise SeriesFileError(f"{path}: missing column {column!r} (have {list(df.columns)})")
     s = pd.to_numeric(df[column], errors="coerce")
-    bad = s.isna()
+    bad = ~np.isfinite(s.to_numpy(dtype=float))
     if bad.any():
         at = s.index[bad.argmax()]
-        raise SeriesFileError(
-            f"{path}: column {column!r} at {at.isoformat()} = {df[column][bad].iloc[0]!r}: "
-            "not a number"
-        )
+        raw = df[column][bad].iloc[0]
+        raw = raw.item() if isinstance(raw, np.generic) else raw
+        raise SeriesFileError(f"{path}: column {column!r} at {at.isoformat()} = {raw!r}: not a finite number")
     return s.astype(float)
 
 

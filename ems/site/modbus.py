@@ -26,7 +26,7 @@ from drivers.modbus.profile import Profile
 from drivers.modbus.safe_write import SafeWriter, WriteOutcome
 from drivers.modbus.transport import ModbusTcpTransport, TransportError
 from drivers.poller import Poller, PollTarget
-from drivers.sim.device_profiles import profile_for_device
+from drivers.sim.device_profiles import ProfileUnavailable, profile_for_device
 from drivers.sunspec import NEVER_ZERO, SUNSPEC_PROFILE_NAMES, SunSpecError, discover, get_spec, resolve
 from ems.config.models import SiteConfig
 from ems.config.site_devices import SiteDevice, site_devices
@@ -92,7 +92,7 @@ class DeviceLinks:
         for entry in entries:
             try:
                 profiles[entry.name] = await self._profile(entry)
-            except (SunSpecError, TransportError, OSError) as exc:
+            except (SunSpecError, TransportError, OSError, ProfileUnavailable) as exc:
                 self.unresolved[entry.name] = str(exc)
                 log.warning("device %s: not set up: %s", entry.name, exc)
         targets = [PollTarget(e.name, profiles[e.name], e.device.host, e.device.port, e.device.unit_id,
