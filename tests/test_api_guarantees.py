@@ -269,3 +269,25 @@ def test_a_non_ascii_token_is_a_401_not_a_server_error(api: tuple[SiteService, T
     _, client = api
     r = client.put("/mode", json={"mode": "pause"}, headers={"Authorization": b"Bearer \xe9t\xe9-token-long"})
     assert r.status_code == 401, r.text
+
+
+def test_history_older_than_the_raw_window_is_served_as_15_minute_aggregates(
+        api: tuple[SiteService, TestClient]) -> None:
+    from ems.store.rollup import fold_telemetry
+
+    service, client = api
+    t0 = datetime(2025, 6, 1, tzinfo=UTC)
+    service.store.add_telemetry([TelemetryRow(t0 + timedelta(minutes=m), "grid", "power_net_kw", float(m))
+                                 for m in range(60)])
+    assert fold_telemetry(service.store, t0 + timedelta(hours=1)) == 60
+    window = {"from": "2025-06-01T00:00:00Z", "to": "2025-06-02T00:00:00Z", "limit": "3"}
+    first = client.get("/history/15min", params=window)
+    assert first.status_code == 200
+    rows = first.json()["rows"]
+    assert [r["mean"] for r in rows] == [7.0, 22.0, 37.0]  # minutes 0..14, 15..29, 30..44
+    assert rows[0] == {"bucket_start": "2025-06-01T00:00:00+00:00", "device": "grid",
+                       "point": "power_net_kw", "mean": 7.0, "min": 0.0, "max": 14.0,
+                       "n_good": 15, "n_missing": 0}
+    second = client.get(first.json()["next"]).json()
+    assert [r["mean"] for r in second["rows"]] == [52.0] and second["next"] is None
+    assert client.get("/history/15min", params={**window, "offset": "-1"}).status_code == 422

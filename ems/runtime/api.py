@@ -31,8 +31,10 @@ from ems.runtime.api_guard import (
     validation_error,
 )
 from ems.runtime.api_history import (
+    AGGREGATES_OFFSET_MAX,
     HISTORY_LIMIT_DEFAULT,
     HISTORY_LIMIT_MAX,
+    aggregates_page,
     bounded_instant,
     history_page,
 )
@@ -132,6 +134,18 @@ def create_app(service: SiteService) -> FastAPI:
         threads, on a connection of its own, and the JSON is made there too, so a long read
         never holds up the control jobs on the event loop."""
         return JSONResponse(history_page(service.store, str(request.url), start, end, device, limit, cursor))
+
+    @app.get("/history/15min", dependencies=reads)
+    def history_15min(request: Request,
+                      start: Annotated[datetime, Query(alias="from"), AfterValidator(bounded_instant)],
+                      end: Annotated[datetime, Query(alias="to"), AfterValidator(bounded_instant)],
+                      device: Annotated[str | None, Query(max_length=64)] = None,
+                      limit: Annotated[int, Query(ge=1, le=HISTORY_LIMIT_MAX)] = HISTORY_LIMIT_DEFAULT,
+                      offset: Annotated[int, Query(ge=0, le=AGGREGATES_OFFSET_MAX)] = 0) -> Response:
+        """Telemetry older than ``store.raw_telemetry_days``, as 15-minute mean, min and max per
+        point, oldest first, in pages like ``/history`` (worker thread)."""
+        return JSONResponse(aggregates_page(service.store, str(request.url), start, end, device, limit,
+                                            offset))
 
     @app.get("/alarms", dependencies=reads)
     async def alarms(open_only: bool = False) -> list[dict[str, Any]]:

@@ -81,6 +81,34 @@ def history_page(store: Store, url: str, start: datetime, end: datetime, device:
             "next": _with_query(url, cursor=next_cursor) if next_cursor else None}
 
 
+AGGREGATES_OFFSET_MAX = 10_000_000
+
+
+def aggregates_page(store: Store, url: str, start: datetime, end: datetime, device: str | None,
+                    limit: int, offset: int) -> dict[str, Any]:
+    """One page of 15-minute aggregates (:mod:`ems.store.rollup`) of buckets starting in
+    [start, end): ``rows`` (bucket start, device, point, mean, min, max, counts of good and
+    missing readings) and ``next`` (the URL of the next page, None on the last)."""
+    from ems.store.rollup import aggregates
+
+    if end <= start:
+        raise field_error(["query", "to"], end.isoformat(), f"must be after from ({start.isoformat()})")
+    if end - start > MAX_HISTORY_WINDOW:
+        raise field_error(["query", "to"], end.isoformat(),
+                          f"more than {MAX_HISTORY_WINDOW.days} days after from ({start.isoformat()})")
+    frame = aggregates(store, start, end, device, limit=limit + 1, offset=offset)
+    more = len(frame) > limit
+
+    def number(v: Any) -> float | None:
+        return float(v) if v is not None and v == v and math.isfinite(v) else None
+
+    rows = [{"bucket_start": r.bucket_start.isoformat(), "device": r.device, "point": r.point,
+             "mean": number(r.mean), "min": number(r.min), "max": number(r.max),
+             "n_good": int(r.n_good), "n_missing": int(r.n_missing)}
+            for r in frame.iloc[:limit].itertuples(index=False)]
+    return {"rows": rows, "next": _with_query(url, offset=str(offset + limit)) if more else None}
+
+
 def _with_query(url: str, **params: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]

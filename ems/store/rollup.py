@@ -96,13 +96,18 @@ def purge_aggregates(store: Store, before: datetime) -> int:
                              .where(s.telemetry_15min.c.bucket_start < before)).rowcount or 0)
 
 
-def aggregates(store: Store, start: datetime, end: datetime, device: str | None = None) -> pd.DataFrame:
-    """15-minute aggregates of buckets starting in [start, end), oldest first."""
+def aggregates(store: Store, start: datetime, end: datetime, device: str | None = None,
+               limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+    """15-minute aggregates of buckets starting in [start, end), oldest first (``limit`` rows
+    from ``offset``; None: all)."""
     t = s.telemetry_15min
     q = select(t.c.bucket_start, t.c.device, t.c.point, t.c.mean, t.c.min, t.c.max, t.c.n_good,
                t.c.n_missing).where(t.c.bucket_start >= start, t.c.bucket_start < end)
     if device is not None:
         q = q.where(t.c.device == device)
+    q = q.order_by(t.c.bucket_start, t.c.device, t.c.point).offset(offset)
+    if limit is not None:
+        q = q.limit(limit)
     with store.engine.connect() as c:
-        result = c.execute(q.order_by(t.c.bucket_start, t.c.device, t.c.point))
+        result = c.execute(q)
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
