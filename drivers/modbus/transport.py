@@ -5,6 +5,12 @@ unit id behind it.
 build its pymodbus client (:class:`ModbusTcpTransport` here, ``drivers.modbus.rtu`` for serial
 RTU). Every failure surfaces as :class:`TransportError`. A lost or refused connection is retried
 on a later request, no earlier than a capped exponential backoff allows.
+
+Backoff is per unit as well as per link: a unit id that does not answer is not asked again before
+its own capped exponential backoff has passed (requests for it fail fast meanwhile), so a dead unit
+behind a gateway costs its healthy neighbours one timeout now and then, not one per poll. When the
+whole link was silent (several timeouts in a row) and a unit answers again, every unit's backoff is
+cleared: the silence was the link's.
 """
 
 from __future__ import annotations
@@ -77,6 +83,23 @@ class TransportStats:
         return percentile(self.latencies, 0.99)
 
 
+@dataclass
+class UnitState:
+    """One unit id on a shared link: its answers, timeouts and backoff (clock seconds)."""
+
+    answers: int = 0
+    timeouts: int = 0
+    consecutive_timeouts: int = 0
+    skipped: int = 0
+    """Requests refused without going on the wire while the unit was backing off."""
+    backoff_s: float = 0.0
+    next_attempt_at: float | None = None
+
+    @property
+    def backing_off(self) -> bool:
+        return self.next_attempt_at is not None
+
+
 def exception_reason(code: int) -> str:
     name = EXCEPTION_NAMES.get(code, "unknown")
     return f"modbus exception {code} ({name})"
@@ -113,6 +136,9 @@ class ModbusTransport:
         self._backoff_s = 0.0
         self._next_attempt_at: float | None = None
         self._consecutive_timeouts = 0
+        self._timeouts_since_answer = 0
+        """Timeouts on this link since any unit last answered (not reset by a reconnect)."""
+        self.units: dict[int, UnitState] = {}
 
     @property
     def connected(self) -> bool:
@@ -122,6 +148,13 @@ class ModbusTransport:
     def next_attempt_at(self) -> float | None:
         """Clock time before which no reconnect is attempted (None: no backoff pending)."""
         return self._next_attempt_at
+
+    def unit_state(self, unit_id: int) -> UnitState:
+        """Backoff state and counters of ``unit_id`` on this link."""
+        state = self.units.get(unit_id)
+        if state is None:
+            state = self.units[unit_id] = UnitState()
+        return state
 
     def close(self) -> None:
         if self._client is not None:
@@ -135,6 +168,8 @@ class ModbusTransport:
         raise NotImplementedError
 
     def _mark_disconnected(self) -> None:
+        """Close the link and back off: ``backoff_initial_s`` after a link that was up, doubling
+        (up to ``backoff_max_s``) with each failed connect after that."""
         self.close()
         self._backoff_s = (
             self.backoff_initial_s if self._backoff_s == 0 else min(2 * self._backoff_s, self.backoff_max_s)
@@ -168,34 +203,62 @@ class ModbusTransport:
             self._consecutive_timeouts = 0
             return client
 
+    async def _before_request(self, client: ModbusBaseClient) -> None:
+        """Hook run on the connected link, under the request lock, before each request."""
+
+    def _after_timeout(self, client: ModbusBaseClient) -> None:
+        """Hook run when a request on a still connected link got no answer in time."""
+
+    # -- per-unit backoff --------------------------------------------------------------------------
+
+    def _check_unit(self, unit_id: int, what: str) -> None:
+        """Fail fast while ``unit_id`` is backing off after timeouts (its neighbours on the link
+        are not held up by re-polling it)."""
+        state = self.units.get(unit_id)
+        now = self.clock()
+        if state is not None and state.next_attempt_at is not None and now < state.next_attempt_at:
+            state.skipped += 1
+            raise TransportError(
+                f"{what}: unit {unit_id} not answering ({state.consecutive_timeouts} timeouts in a row); "
+                f"retry in {state.next_attempt_at - now:.2f} s"
+            )
+
+    def _unit_timed_out(self, unit_id: int) -> None:
+        state = self.unit_state(unit_id)
+        state.timeouts += 1
+        state.consecutive_timeouts += 1
+        state.backoff_s = (
+            self.backoff_initial_s if state.backoff_s == 0 else min(2 * state.backoff_s, self.backoff_max_s)
+        )
+        state.next_attempt_at = self.clock() + state.backoff_s
+
+    def _unit_answered(self, unit_id: int) -> None:
+        state = self.unit_state(unit_id)
+        state.answers += 1
+        state.consecutive_timeouts = 0
+        state.backoff_s = 0.0
+        state.next_attempt_at = None
+        if self._timeouts_since_answer >= MAX_CONSECUTIVE_TIMEOUTS:
+            # the whole link was silent and now answers again: the other units' timeouts were
+            # the link's, not theirs, so they are tried again now rather than after their backoff
+            for other in self.units.values():
+                other.consecutive_timeouts = 0
+                other.backoff_s = 0.0
+                other.next_attempt_at = None
+        self._timeouts_since_answer = 0
+
     # -- requests ---------------------------------------------------------------------------------
 
-    async def _request(self, what: str, call: Callable[[ModbusBaseClient], Any]) -> Any:
+    async def _request(self, what: str, unit_id: int, call: Callable[[ModbusBaseClient], Any]) -> Any:
         self.stats.requests += 1
         try:
-            client = await self._ensure_connected()
-            started = self.clock()
-            try:
-                async with self._request_lock:
-                    response = await asyncio.wait_for(call(client), 2 * self.timeout_s + 0.5)
-            except (TimeoutError, ModbusIOException) as exc:
-                if isinstance(exc, ModbusIOException) and not self._is_timeout(exc):
-                    raise TransportError(f"{what}: i/o error: {exc}") from None
-                self._consecutive_timeouts += 1
-                if self._consecutive_timeouts >= MAX_CONSECUTIVE_TIMEOUTS or not client.connected:
-                    self._mark_disconnected()
-                raise TransportError(f"{what}: timeout, no response within {self.timeout_s:g} s") from None
-            except (ConnectionException, OSError) as exc:
-                self._mark_disconnected()
-                raise TransportError(f"{what}: connection lost: {exc}") from None
-            self._consecutive_timeouts = 0
-            if response.isError():
-                code = int(getattr(response, "exception_code", 0))
-                raise TransportError(f"{what}: {exception_reason(code)}", exception_code=code)
-            latency = self.clock() - started
-            self.stats.latency_last_s = latency
-            self.stats.latencies.append(latency)
-            return response
+            # The lock is taken before the link is checked: a request queued behind one that
+            # dropped the link sees the backoff (and fails fast) instead of failing on the closed
+            # client and backing off again.
+            async with self._request_lock:
+                self._check_unit(unit_id, what)
+                client = await self._ensure_connected()
+                return await self._exchange(what, unit_id, client, call)
         except TransportError as exc:
             self._record_error(exc.reason)
             raise
@@ -205,6 +268,40 @@ class ModbusTransport:
             if self._client is not None and not self._client.connected:
                 self._mark_disconnected()
             raise TransportError(reason) from None
+
+    async def _exchange(
+        self, what: str, unit_id: int, client: ModbusBaseClient, call: Callable[[ModbusBaseClient], Any]
+    ) -> Any:
+        await self._before_request(client)
+        started = self.clock()
+        try:
+            response = await asyncio.wait_for(call(client), 2 * self.timeout_s + 0.5)
+        except (TimeoutError, ModbusIOException) as exc:
+            if isinstance(exc, ModbusIOException) and not self._is_timeout(exc):
+                raise TransportError(f"{what}: i/o error: {exc}") from None
+            if not client.connected:
+                # the peer closed or reset the link while the request was out
+                self._mark_disconnected()
+                raise TransportError(f"{what}: connection closed by {self.endpoint}") from None
+            self._consecutive_timeouts += 1
+            self._timeouts_since_answer += 1
+            self._unit_timed_out(unit_id)
+            self._after_timeout(client)
+            if self._consecutive_timeouts >= MAX_CONSECUTIVE_TIMEOUTS:
+                self._mark_disconnected()
+            raise TransportError(f"{what}: timeout, no response within {self.timeout_s:g} s") from None
+        except (ConnectionException, OSError) as exc:
+            self._mark_disconnected()
+            raise TransportError(f"{what}: connection lost: {exc}") from None
+        self._consecutive_timeouts = 0
+        self._unit_answered(unit_id)
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            raise TransportError(f"{what}: {exception_reason(code)}", exception_code=code)
+        latency = self.clock() - started
+        self.stats.latency_last_s = latency
+        self.stats.latencies.append(latency)
+        return response
 
     @staticmethod
     def _is_timeout(exc: ModbusIOException) -> bool:
@@ -226,10 +323,11 @@ class ModbusTransport:
                 return client.read_holding_registers(address, count=count, device_id=unit_id)
             return client.read_input_registers(address, count=count, device_id=unit_id)
 
-        response = await self._request(what, call)
-        registers = list(response.registers)[:count]
+        response = await self._request(what, unit_id, call)
+        registers = list(response.registers)
         if len(registers) != count:
-            reason = f"{what}: short response, {len(registers)} registers"
+            # a reply of another length answers another request: refused, never cut to fit
+            reason = f"{what}: reply has {len(registers)} registers, not {count}"
             self._record_error(reason)
             raise TransportError(reason)
         self.stats.last_good_read_at = self.clock()
@@ -243,7 +341,7 @@ class ModbusTransport:
         if any(not 0 <= v <= 0xFFFF for v in regs):
             raise TransportError(f"write {address}: register values must be 0..65535")
         what = f"write holding {address}+{len(regs)} unit {unit_id}"
-        await self._request(what, lambda c: c.write_registers(address, regs, device_id=unit_id))
+        await self._request(what, unit_id, lambda c: c.write_registers(address, regs, device_id=unit_id))
 
     async def write_register(self, address: int, value: int, unit_id: int) -> None:
         """Write one register with FC6 (for devices that do not accept FC16)."""
@@ -252,7 +350,7 @@ class ModbusTransport:
         if not 0 <= value <= 0xFFFF:
             raise TransportError(f"write {address}: register value must be 0..65535, got {value}")
         what = f"write single holding {address} unit {unit_id}"
-        await self._request(what, lambda c: c.write_register(address, value, device_id=unit_id))
+        await self._request(what, unit_id, lambda c: c.write_register(address, value, device_id=unit_id))
 
 
 class ModbusTcpTransport(ModbusTransport):
