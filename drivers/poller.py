@@ -127,11 +127,21 @@ class Poller:
                 raise ValueError(f"device {t.name!r}: name: used twice")
             self._devices[t.name] = _Device(t, self.pool.get(t.host, t.port))
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
         self._stopping = False
 
     @property
     def names(self) -> list[str]:
         return list(self._devices)
+
+    def add(self, target: PollTarget) -> None:
+        """Poll ``target`` too, from now on (a device found after start, e.g. once its SunSpec
+        model chain could be read)."""
+        if target.name in self._devices:
+            raise ValueError(f"device {target.name!r}: name: used twice")
+        dev = self._devices[target.name] = _Device(target, self.pool.get(target.host, target.port))
+        if self._started and not self._stopping:
+            self._tasks.append(asyncio.create_task(self._loop(dev, 0.0), name=f"poll {target.name}"))
 
     def utc(self, t_s: float | None = None) -> datetime:
         """The UTC time of clock reading ``t_s`` (default: now)."""
@@ -141,8 +151,9 @@ class Poller:
 
     def start(self) -> None:
         """Start one polling task per device (call inside a running event loop)."""
-        if self._tasks:
+        if self._started:
             return
+        self._started = True
         self._stopping = False
         count = len(self._devices)
         self._tasks = [
@@ -160,6 +171,7 @@ class Poller:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.5)
         self._tasks = []
+        self._started = False
         if self._own_pool:
             self.pool.close()
 

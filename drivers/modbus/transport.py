@@ -7,10 +7,11 @@ RTU). Every failure surfaces as :class:`TransportError`. A lost or refused conne
 on a later request, no earlier than a capped exponential backoff allows.
 
 Backoff is per unit as well as per link: a unit id that does not answer is not asked again before
-its own capped exponential backoff has passed (requests for it fail fast meanwhile), so a dead unit
-behind a gateway costs its healthy neighbours one timeout now and then, not one per poll. When the
-whole link was silent (several timeouts in a row) and a unit answers again, every unit's backoff is
-cleared: the silence was the link's.
+its own backoff has passed (requests for it fail fast meanwhile). The backoff doubles (up to
+``backoff_max_s``) while other units of the link keep answering, so a dead unit behind a gateway
+costs its healthy neighbours one timeout now and then, not one per poll; a unit alone on its link,
+or a whole link gone silent, stays at the first step and comes back promptly. When the whole link
+was silent (several timeouts in a row) and a unit answers again, every unit's backoff is cleared.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class UnitState:
     """Requests refused without going on the wire while the unit was backing off."""
     backoff_s: float = 0.0
     next_attempt_at: float | None = None
+    link_answers_at_timeout: int = 0
+    """The link's answer count at this unit's last timeout."""
 
     @property
     def backing_off(self) -> bool:
@@ -139,6 +142,8 @@ class ModbusTransport:
         self._timeouts_since_answer = 0
         """Timeouts on this link since any unit last answered (not reset by a reconnect)."""
         self.units: dict[int, UnitState] = {}
+        self._answers = 0
+        """Answers (of any unit) on this link."""
 
     @property
     def connected(self) -> bool:
@@ -227,14 +232,20 @@ class ModbusTransport:
         state = self.unit_state(unit_id)
         state.timeouts += 1
         state.consecutive_timeouts += 1
-        state.backoff_s = (
-            self.backoff_initial_s if state.backoff_s == 0 else min(2 * state.backoff_s, self.backoff_max_s)
-        )
+        # the backoff doubles only when another unit answered since this one last timed out: then
+        # the unit is dead, not the link; a silent link (or a unit alone on it) keeps the first step
+        neighbours_answered = self._answers > state.link_answers_at_timeout
+        if state.backoff_s == 0 or not neighbours_answered:
+            state.backoff_s = self.backoff_initial_s
+        else:
+            state.backoff_s = min(2 * state.backoff_s, self.backoff_max_s)
+        state.link_answers_at_timeout = self._answers
         state.next_attempt_at = self.clock() + state.backoff_s
 
     def _unit_answered(self, unit_id: int) -> None:
         state = self.unit_state(unit_id)
         state.answers += 1
+        self._answers += 1
         state.consecutive_timeouts = 0
         state.backoff_s = 0.0
         state.next_attempt_at = None

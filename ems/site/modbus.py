@@ -1,8 +1,10 @@
 """The site's devices as the service sees them: one poll target and one guarded writer each.
 
 Profiles come from the config (`device.profile`); SunSpec profiles are resolved on the device's
-own model chain at start. Polling runs in wall time (intervals in wall seconds); a reading older
-than its TTL is missing ("stale"), which the safety guard turns into the device's fallback.
+own model chain at start; a device that cannot be resolved then (an inverter asleep at night) is
+retried in the background with a capped exponential backoff and linked once found. Polling runs
+in wall time (intervals in wall seconds); a reading older than its TTL is missing ("stale"), which
+the safety guard turns into the device's fallback.
 
 `refresh_many`, `write_many` and `keepalive_many` talk to all devices side by side and return
 within a budget of wall seconds: a device that stops answering is left to its own background
@@ -52,10 +54,13 @@ class DeviceLinks:
 
     def __init__(self, cfg: SiteConfig, poll_interval_s: float = 1.0, ttl_s: float | None = None,
                  timeout_s: float = 1.0, command_clock: Callable[[], float] = time.monotonic,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, resolve_backoff_initial_s: float = 1.0,
+                 resolve_backoff_max_s: float = 60.0) -> None:
         """``command_clock`` (seconds) times keep-alives and rate limits: the site clock, since
         device watchdogs count site time. ``clock`` (seconds) is the poller's: it times the
-        polling intervals and the TTLs (``poll_interval_s`` and ``ttl_s`` are in its seconds)."""
+        polling intervals and the TTLs (``poll_interval_s`` and ``ttl_s`` are in its seconds).
+        A device not set up at start is tried again after ``resolve_backoff_initial_s`` wall
+        seconds, doubling up to ``resolve_backoff_max_s``."""
         self.cfg = cfg
         self.command_clock = command_clock
         self.clock = clock
@@ -64,8 +69,14 @@ class DeviceLinks:
         self.timeout_s = timeout_s
         self.links: dict[str, Link] = {}
         self.poller: Poller | None = None
+        self.resolve_backoff_initial_s = resolve_backoff_initial_s
+        self.resolve_backoff_max_s = max(resolve_backoff_initial_s, resolve_backoff_max_s)
+        self.configured: list[str] = []
+        """Every device of the site config, linked or not (set by `start`)."""
         self.unresolved: dict[str, str] = {}
-        """Devices that could not be set up at start (name -> reason); retried by `resolve`."""
+        """Devices not set up yet (name -> last reason); retried in the background until found."""
+        self.resolve_attempts: dict[str, int] = {}
+        """Failed set-up attempts of each device still unresolved."""
         self._polls: dict[str, asyncio.Task[Any]] = {}
         """The `refresh_many` poll running for each device."""
         self._commands: dict[str, tuple[CommandKind, asyncio.Task[Any]]] = {}
@@ -76,28 +87,66 @@ class DeviceLinks:
     async def start(self) -> None:
         self._stopping = False
         entries = site_devices(self.cfg)
+        self.configured = [e.name for e in entries]
         profiles: dict[str, Profile] = {}
+        pending: list[SiteDevice] = []
         for entry in entries:
             try:
                 profiles[entry.name] = await self._profile(entry)
             except (SunSpecError, TransportError, OSError) as exc:
-                self.unresolved[entry.name] = str(exc)
-                log.warning("device %s: not set up: %s", entry.name, exc)
-        targets = [PollTarget(e.name, profiles[e.name], e.device.host, e.device.port, e.device.unit_id,
-                              interval_s=self.poll_interval_s, ttl_s=self.ttl_s)
-                   for e in entries if e.name in profiles]
-        self.poller = Poller(targets, timeout_s=self.timeout_s, clock=self.clock)
+                self._not_found(entry, exc)
+                pending.append(entry)
+        self.poller = Poller([self._target(e, profiles[e.name]) for e in entries if e.name in profiles],
+                             timeout_s=self.timeout_s, clock=self.clock)
         for e in entries:
-            if e.name not in profiles:
-                continue
-            profile = profiles[e.name]
-            writer = None
-            if profile.commands:
-                transport = self.poller.pool.get(e.device.host, e.device.port)
-                writer = SafeWriter(profile, transport, e.device.unit_id, clock=self.command_clock,
-                                    never_zero=NEVER_ZERO.get(profile.name, frozenset()))
-            self.links[e.name] = Link(e, profile, writer)
+            if e.name in profiles:
+                self._link(e, profiles[e.name])
         self.poller.start()
+        if pending:
+            self._spawn("unresolved devices", "set-up", self._resolve_later(pending))
+
+    def _target(self, entry: SiteDevice, profile: Profile) -> PollTarget:
+        return PollTarget(entry.name, profile, entry.device.host, entry.device.port, entry.device.unit_id,
+                          interval_s=self.poll_interval_s, ttl_s=self.ttl_s)
+
+    def _link(self, entry: SiteDevice, profile: Profile) -> None:
+        assert self.poller is not None
+        writer = None
+        if profile.commands:
+            transport = self.poller.pool.get(entry.device.host, entry.device.port)
+            writer = SafeWriter(profile, transport, entry.device.unit_id, clock=self.command_clock,
+                                never_zero=NEVER_ZERO.get(profile.name, frozenset()))
+        self.links[entry.name] = Link(entry, profile, writer)
+
+    def _not_found(self, entry: SiteDevice, exc: Exception) -> None:
+        attempts = self.resolve_attempts[entry.name] = self.resolve_attempts.get(entry.name, 0) + 1
+        self.unresolved[entry.name] = str(exc)
+        if attempts == 1:
+            log.warning("device %s: not set up: %s; retrying in the background", entry.name, exc)
+        else:
+            log.debug("device %s: still not set up (attempt %d): %s", entry.name, attempts, exc)
+
+    async def _resolve_later(self, pending: list[SiteDevice]) -> None:
+        """Try to set up each of ``pending`` again, with a capped exponential backoff, until all
+        are linked (then polled and commanded like the others)."""
+        delay = self.resolve_backoff_initial_s
+        while pending and not self._stopping:
+            await asyncio.sleep(delay)
+            for entry in list(pending):
+                try:
+                    profile = await self._profile(entry)
+                except (SunSpecError, TransportError, OSError) as exc:
+                    self._not_found(entry, exc)
+                    continue
+                if self._stopping or self.poller is None:
+                    return
+                pending.remove(entry)
+                self.unresolved.pop(entry.name, None)
+                self.resolve_attempts.pop(entry.name, None)
+                self.poller.add(self._target(entry, profile))
+                self._link(entry, profile)
+                log.info("device %s: found and linked", entry.name)
+            delay = min(2 * delay, self.resolve_backoff_max_s)
 
     async def first_polls(self, timeout_s: float) -> None:
         """Wait (up to ``timeout_s`` wall seconds) until every device has been polled once, so the
