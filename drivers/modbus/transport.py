@@ -55,12 +55,19 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-class TransportError(Exception):
-    """A request failed; ``reason`` says why in one line."""
+ErrorKind = Literal["timeout", "closed", "exception", "length", "backoff", "connect", "other"]
 
-    def __init__(self, reason: str, exception_code: int | None = None) -> None:
+
+class TransportError(Exception):
+    """A request failed; ``reason`` says why in one line, ``kind`` classifies it: no answer in time
+    (timeout), link closed or reset by the peer (closed), a Modbus exception answer (exception), a
+    reply of the wrong length (length), not sent because the link or unit is backing off (backoff),
+    no connection (connect), anything else (other)."""
+
+    def __init__(self, reason: str, exception_code: int | None = None, kind: ErrorKind | None = None) -> None:
         self.reason = reason
         self.exception_code = exception_code
+        self.kind: ErrorKind = kind or ("exception" if exception_code is not None else "other")
         super().__init__(reason)
 
 
@@ -189,7 +196,8 @@ class ModbusTransport:
             now = self.clock()
             if self._next_attempt_at is not None and now < self._next_attempt_at:
                 raise TransportError(
-                    f"not connected to {self.endpoint}; reconnect in {self._next_attempt_at - now:.2f} s"
+                    f"not connected to {self.endpoint}; reconnect in {self._next_attempt_at - now:.2f} s",
+                    kind="backoff",
                 )
             client = self._new_client()
             try:
@@ -200,7 +208,7 @@ class ModbusTransport:
                 client.close()
                 self.stats.connect_failures += 1
                 self._mark_disconnected()
-                raise TransportError(f"cannot connect to {self.endpoint}")
+                raise TransportError(f"cannot connect to {self.endpoint}", kind="connect")
             self.stats.connects += 1
             self._client = client
             self._backoff_s = 0.0
@@ -225,7 +233,8 @@ class ModbusTransport:
             state.skipped += 1
             raise TransportError(
                 f"{what}: unit {unit_id} not answering ({state.consecutive_timeouts} timeouts in a row); "
-                f"retry in {state.next_attempt_at - now:.2f} s"
+                f"retry in {state.next_attempt_at - now:.2f} s",
+                kind="backoff",
             )
 
     def _unit_timed_out(self, unit_id: int) -> None:
@@ -293,17 +302,19 @@ class ModbusTransport:
             if not client.connected:
                 # the peer closed or reset the link while the request was out
                 self._mark_disconnected()
-                raise TransportError(f"{what}: connection closed by {self.endpoint}") from None
+                raise TransportError(f"{what}: connection closed by {self.endpoint}", kind="closed") from None
             self._consecutive_timeouts += 1
             self._timeouts_since_answer += 1
             self._unit_timed_out(unit_id)
             self._after_timeout(client)
             if self._consecutive_timeouts >= MAX_CONSECUTIVE_TIMEOUTS:
                 self._mark_disconnected()
-            raise TransportError(f"{what}: timeout, no response within {self.timeout_s:g} s") from None
+            raise TransportError(
+                f"{what}: timeout, no response within {self.timeout_s:g} s", kind="timeout"
+            ) from None
         except (ConnectionException, OSError) as exc:
             self._mark_disconnected()
-            raise TransportError(f"{what}: connection lost: {exc}") from None
+            raise TransportError(f"{what}: connection lost: {exc}", kind="closed") from None
         self._consecutive_timeouts = 0
         self._unit_answered(unit_id)
         if response.isError():
@@ -340,7 +351,7 @@ class ModbusTransport:
             # a reply of another length answers another request: refused, never cut to fit
             reason = f"{what}: reply has {len(registers)} registers, not {count}"
             self._record_error(reason)
-            raise TransportError(reason)
+            raise TransportError(reason, kind="length")
         self.stats.last_good_read_at = self.clock()
         return registers
 

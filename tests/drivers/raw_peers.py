@@ -80,14 +80,14 @@ class GatewayPeer(_Peer):
     """A Modbus TCP gateway: answers reads for the unit ids in ``answering``, stays silent for
     the others (a dead unit on its serial side) and for all of them while ``silent`` is set
     (the whole bus down). ``close_on_request`` closes the connection when a request arrives;
-    ``exception_at`` maps (unit, address) to an exception code to answer with."""
+    ``exception_at`` maps (unit, address, count) to an exception code to answer with."""
 
     def __init__(self, answering: set[int]) -> None:
         super().__init__()
         self.answering = answering
         self.silent = False
         self.close_on_request = False
-        self.exception_at: dict[tuple[int, int], int] = {}
+        self.exception_at: dict[tuple[int, int, int], int] = {}
 
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -101,7 +101,7 @@ class GatewayPeer(_Peer):
                 continue
             fc = pdu[0]
             address, count = struct.unpack(">HH", pdu[1:5])
-            code = self.exception_at.get((unit, address))
+            code = self.exception_at.get((unit, address, count))
             if code is not None:
                 answer = bytes([fc | 0x80, code])
             else:
