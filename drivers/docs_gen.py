@@ -70,7 +70,8 @@ def _profile_section(path: Path, profile: Profile, file: str | None = None) -> l
         out += ["Sources and notes (from the profile file):", "", "```text", comment, "```", ""]
 
     out += ["### Points", ""]
-    out += ["| name | table | address | type | unit | scale | valid range | description |"]
+    out += ["| name | table | address | type | unit | scale | valid range (no value; counter) "
+            "| description |"]
     out += ["|---|---|---|---|---|---|---|---|"]
     for name, p in profile.points.items():
         row = [
@@ -80,7 +81,7 @@ def _profile_section(path: Path, profile: Profile, file: str | None = None) -> l
             _type(p.type, p.count),
             _cell(p.unit),
             _scale(p),
-            _range(p.valid_range),
+            _plausibility(p),
             _cell(p.description),
         ]
         out.append("| " + " | ".join(row) + " |")
@@ -196,6 +197,16 @@ def generate(directory: Path = PROFILES_DIR) -> str:
     for name in SUNSPEC_PROFILE_NAMES:
         out += _sunspec_section(name)
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _plausibility(p: Point) -> str:
+    """The point's valid range, its declared "no value" patterns and whether it is a counter."""
+    parts = [_range(p.valid_range)]
+    if p.no_value:
+        parts.append("no value " + ", ".join(f"0x{v:X}" for v in p.no_value))
+    if p.monotonic:
+        parts.append("monotonic counter")
+    return "; ".join(parts)
 
 
 def main() -> None:

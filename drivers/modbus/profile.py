@@ -69,13 +69,29 @@ class Point(_Frozen):
     scale_factor_point: str | None = None
     unit: str | None = None
     sentinel: StrictInt | Literal["sunspec"] | None = None
+    no_value: list[StrictInt] = Field(default_factory=list)
+    """Raw patterns (as ``sentinel``) the vendor uses for "no value" besides the sentinel."""
     valid_range: tuple[float, float] | None = None
+    monotonic: bool = False
+    """An energy counter: it never goes down and grows by at most what the device's nameplate power
+    allows in the time between two reads (checked by the poller)."""
     allow_overlap: bool = False
     description: str = ""
 
     @property
     def width(self) -> int:
         return register_count(self.type, self.count)
+
+    @property
+    def power_unit(self) -> bool:
+        """Whether the point is a power (its unit is one of :data:`POWER_UNITS`)."""
+        return self.unit in POWER_UNITS
+
+
+POWER_UNITS = frozenset({"W", "kW", "MW", "VA", "kVA", "var", "kvar"})
+"""Units of power points; such points, and percentages (%), must declare a ``valid_range``."""
+ENERGY_UNITS = {"Wh": 1.0, "kWh": 1000.0, "MWh": 1.0e6}
+"""Energy units and their size in Wh."""
 
 
 class Command(_Frozen):
@@ -163,6 +179,7 @@ class Profile(_Frozen):
             byte_order=p.byte_order or self.byte_order,
             scale=p.scale,
             sentinel=sentinel if isinstance(sentinel, int) else None,
+            no_value=tuple(p.no_value),
         )
 
     def command_spec(self, name: str) -> RegisterSpec:
@@ -226,7 +243,21 @@ def _check_profile(profile: Profile) -> list[str]:
                 problems.append(f"{where}: sentinel: does not fit {p.type}, got {_fmt(p.sentinel)}")
         if p.sentinel == "sunspec" and is_float_type(p.type):
             problems.append(f"{where}: sentinel: floats use NaN, got 'sunspec'")
+        width = _safe_width(p.type, p.count)
+        for pattern in p.no_value:
+            if not 0 <= pattern < 2 ** (16 * width):
+                problems.append(
+                    f"{where}: no_value: {pattern:#x} does not fit {p.type}, got {_fmt(p.no_value)}"
+                )
         problems += _check_range(where, "valid_range", p.valid_range)
+        if p.valid_range is None and (p.power_unit or p.unit == "%"):
+            kind = "a percentage" if p.unit == "%" else f"a power ({p.unit})"
+            problems.append(f"{where}: valid_range: {kind} point needs a plausibility range, got None")
+        if p.monotonic and p.unit not in ENERGY_UNITS:
+            problems.append(
+                f"{where}: monotonic: only for energy counters ({', '.join(ENERGY_UNITS)}), "
+                f"got unit {p.unit!r}"
+            )
         try:
             end = p.address + p.width - 1
         except ValueError:

@@ -107,7 +107,7 @@ class DeviceLinks:
 
     def _target(self, entry: SiteDevice, profile: Profile) -> PollTarget:
         return PollTarget(entry.name, profile, entry.device.host, entry.device.port, entry.device.unit_id,
-                          interval_s=self.poll_interval_s, ttl_s=self.ttl_s)
+                          interval_s=self.poll_interval_s, ttl_s=self.ttl_s, nameplate_w=nameplate_w(entry))
 
     def _link(self, entry: SiteDevice, profile: Profile) -> None:
         assert self.poller is not None
@@ -363,6 +363,26 @@ class DeviceLinks:
 
     def names(self, section: str) -> list[str]:
         return [n for n, link in self.links.items() if link.device.section == section]
+
+
+def nameplate_w(entry: SiteDevice) -> float | None:
+    """The asset's rated power, W, for the poller's plausibility checks (None when the config
+    gives none: a load meter, a grid without limits)."""
+    asset = entry.asset
+    kw: float
+    if entry.section == "grid":
+        kw = max(asset.import_limit_kw, asset.export_limit_kw)
+    elif entry.section == "pv":
+        kw = asset.kwp
+    elif entry.section == "battery":
+        kw = max(asset.max_charge_kw, asset.max_discharge_kw)
+    elif entry.section == "ev_charger":
+        kw = max(asset.max_power_kw, asset.max_discharge_kw)
+    elif entry.section == "electrolyser":
+        kw = asset.rated_kw
+    else:
+        return None
+    return 1000.0 * kw if kw > 0 else None
 
 
 async def _within(tasks: Collection[asyncio.Task[Any]], budget_s: float) -> None:
