@@ -112,6 +112,10 @@ class Command(_Frozen):
     word_order: WordOrder | None = None
     byte_order: ByteOrder | None = None
     scale: float | None = None
+    scale_factor_address: Address | None = None
+    """A holding register (int16, SunSpec sunssf) with the command's scale exponent: read again
+    before every write, so a changed scale factor never sends a value ten times off (``scale`` is
+    then the exponent read at discovery, used for limits and rounding only)."""
     unit: str | None = None
     limits: tuple[float, float] | None = None
     keepalive_s: float | None = None
@@ -463,6 +467,7 @@ def plan_reads(
             for n, p in profile.points.items()
             if n in selected and p.table == table
         )
+        span = {n: (a, b) for a, b, n in pts}
         start = end = -1
         members: list[str] = []
         for addr, stop, name in pts:
@@ -470,7 +475,17 @@ def plan_reads(
                 raise ValueError(
                     f"{profile.name}: point {name} ({stop - addr} registers) exceeds max_block {limit}"
                 )
-            if members and addr - end <= gap and max(end, stop) - start <= limit:
+            # A point and its scale factor are read in one request wherever they fit in one, so a
+            # changed scale factor cannot tear a poll: the gap to a scale factor (or from it to a
+            # point using it) is bridged, and a point starts a new block when its scale factor
+            # further on would not fit in the current one.
+            sf = profile.points[name].scale_factor_point
+            sf_stop = span[sf][1] if sf in span and span[sf][0] >= stop else None
+            pairs = sf in members or any(profile.points[m].scale_factor_point == name for m in members)
+            fits = members and max(end, stop) - start <= limit and (addr - end <= gap or pairs)
+            if fits and sf_stop is not None and sf_stop - start > limit and sf_stop - addr <= limit:
+                fits = False
+            if fits:
                 end = max(end, stop)
                 members.append(name)
                 continue

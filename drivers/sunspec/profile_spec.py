@@ -246,7 +246,9 @@ def resolve(spec: SunSpecProfileSpec, smap: SunSpecMap) -> Profile:
         if not pdef.writable:
             raise SunSpecError(f"{spec.name}: {where}: point {d.id}.{cs.point} is read-only")
         scale: float | None = None
+        command_sf_address: int | None = None
         if pdef.sf is not None:
+            command_sf_address = _sf_point(d, entry, spec, where, pdef.sf)[0]
             sf = smap.scale_factors.get((entry.address, pdef.sf))
             if sf is None:
                 raise SunSpecError(
@@ -258,6 +260,7 @@ def resolve(spec: SunSpecProfileSpec, smap: SunSpecMap) -> Profile:
             address=address,
             type=ctype,
             scale=scale,
+            scale_factor_address=command_sf_address,
             unit=normalise_unit(pdef.units),
             limits=cs.limits,
             keepalive_s=cs.keepalive_s,
