@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from ems.config import load_site
+from ems.runtime.service import SiteService
 from ems.site.modbus import DeviceLinks
 from tests.drivers.support import run
 from tests.site_files import site_on_free_ports
@@ -35,6 +37,24 @@ def pv_only_site(tmp_path: Path) -> Any:
         "battery": no_device(cfg.battery), "electrolyser": no_device(cfg.electrolyser),
         "load": no_device(cfg.load), "ev_charger": no_device(cfg.ev_charger),
     })
+
+
+class AlarmLog:
+    """Records the alarms the service raises and clears (its `Alarms` interface)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    def raise_(self, device: str, code: str, severity: str, message: str) -> None:
+        self.events.append(("raise", device, code))
+
+    def clear(self, device: str, code: str) -> None:
+        self.events.append(("clear", device, code))
+
+
+def watched(links: DeviceLinks) -> Any:
+    """What `SiteService._watch_devices` uses of the service: its links, alarms and plan requests."""
+    return SimpleNamespace(links=links, alarms=AlarmLog(), _online={}, request_plan=lambda reason: None)
 
 
 async def until(condition: Any, what: str, limit_s: float = 8.0) -> None:
@@ -64,6 +84,10 @@ def test_sunspec_device_down_at_start_is_found_and_read_later(tmp_path: Path) ->
             assert PV in links.unresolved and PV not in links.links
             assert "cannot connect" in links.unresolved[PV]
             assert not links.online(PV)
+            service = watched(links)
+            SiteService._watch_devices(service)
+            assert service.alarms.events == [("raise", PV, "device_offline")]
+            assert service._online == {PV: False}  # shown in /status (devices_online)
             await until(lambda: links.resolve_attempts.get(PV, 0) >= 2, "a second attempt")
 
             server.data_bank.set_holding_registers(40000, image)
@@ -76,6 +100,9 @@ def test_sunspec_device_down_at_start_is_found_and_read_later(tmp_path: Path) ->
             assert latest["ac_power_w"].value is not None
             assert math.isclose(float(latest["ac_power_w"].value), EXPECTED["ac_power_w"])  # type: ignore[arg-type]
             assert links.links[PV].writer is not None  # it can be commanded too
+            SiteService._watch_devices(service)
+            assert service.alarms.events[-1] == ("clear", PV, "device_offline")
+            assert service._online == {PV: True}
         finally:
             await links.stop()
             server.stop()
