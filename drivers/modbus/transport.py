@@ -110,6 +110,20 @@ class UnitState:
         return self.next_attempt_at is not None
 
 
+@dataclass(frozen=True)
+class TraceEvent:
+    """One request on a link and how it ended: ``started_s`` (transport clock) and ``duration_s``
+    (seconds), the reply's registers for a read, or the error (``kind`` as in TransportError)."""
+
+    what: str
+    unit_id: int
+    started_s: float
+    duration_s: float
+    registers: tuple[int, ...] | None = None
+    error: str | None = None
+    kind: str | None = None
+
+
 def exception_reason(code: int) -> str:
     name = EXCEPTION_NAMES.get(code, "unknown")
     return f"modbus exception {code} ({name})"
@@ -151,6 +165,8 @@ class ModbusTransport:
         self.units: dict[int, UnitState] = {}
         self._answers = 0
         """Answers (of any unit) on this link."""
+        self.trace: Callable[[TraceEvent], None] | None = None
+        """Called after every request with what was asked and how it ended (``ems device trace``)."""
 
     @property
     def connected(self) -> bool:
@@ -270,6 +286,21 @@ class ModbusTransport:
     # -- requests ---------------------------------------------------------------------------------
 
     async def _request(self, what: str, unit_id: int, call: Callable[[ModbusBaseClient], Any]) -> Any:
+        if self.trace is None:
+            return await self._untraced(what, unit_id, call)
+        started = self.clock()
+        try:
+            response = await self._untraced(what, unit_id, call)
+        except TransportError as exc:
+            duration = self.clock() - started
+            self.trace(TraceEvent(what, unit_id, started, duration, error=exc.reason, kind=exc.kind))
+            raise
+        registers = getattr(response, "registers", None)
+        self.trace(TraceEvent(what, unit_id, started, self.clock() - started,
+                              registers=None if registers is None else tuple(registers)))
+        return response
+
+    async def _untraced(self, what: str, unit_id: int, call: Callable[[ModbusBaseClient], Any]) -> Any:
         self.stats.requests += 1
         try:
             # The lock is taken before the link is checked: a request queued behind one that
