@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -80,6 +80,8 @@ class TransportStats:
     latency_last_s: float | None = None
     connects: int = 0
     connect_failures: int = 0
+    errors_by_kind: Counter[str] = field(default_factory=Counter)
+    """Failed requests by TransportError kind (timeout, closed, exception, length, backoff...)."""
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
     @property
@@ -188,6 +190,33 @@ class ModbusTransport:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The link's counters and backoff state, and each unit's, as plain data (seconds of the
+        transport clock; ``retry_in_s`` is None when no backoff is pending)."""
+        now = self.clock()
+
+        def wait(at: float | None) -> float | None:
+            return None if at is None else round(max(0.0, at - now), 3)
+
+        st = self.stats
+        return {
+            "endpoint": self.endpoint,
+            "connected": self.connected,
+            "requests": st.requests,
+            "errors": st.errors,
+            "errors_by_kind": dict(st.errors_by_kind),
+            "connects": st.connects,
+            "connect_failures": st.connect_failures,
+            "latency_p50_s": st.latency_p50_s,
+            "latency_p99_s": st.latency_p99_s,
+            "reconnect_in_s": wait(self._next_attempt_at),
+            "units": {
+                unit: {"answers": u.answers, "timeouts": u.timeouts, "skipped": u.skipped,
+                       "backoff_s": u.backoff_s, "retry_in_s": wait(u.next_attempt_at)}
+                for unit, u in sorted(self.units.items())
+            },
+        }
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -311,11 +340,11 @@ class ModbusTransport:
                 client = await self._ensure_connected()
                 return await self._exchange(what, unit_id, client, call)
         except TransportError as exc:
-            self._record_error(exc.reason)
+            self._record_error(exc.reason, exc.kind)
             raise
         except Exception as exc:  # anything pymodbus may raise becomes a TransportError
             reason = f"{what}: {type(exc).__name__}: {exc}"
-            self._record_error(reason)
+            self._record_error(reason, "other")
             if self._client is not None and not self._client.connected:
                 self._mark_disconnected()
             raise TransportError(reason) from None
@@ -361,8 +390,9 @@ class ModbusTransport:
         text = str(exc).lower()
         return "no response" in text or "timeout" in text
 
-    def _record_error(self, reason: str) -> None:
+    def _record_error(self, reason: str, kind: ErrorKind) -> None:
         self.stats.errors += 1
+        self.stats.errors_by_kind[kind] += 1
         self.stats.last_error = reason
 
     async def read(self, table: Table, address: int, count: int, unit_id: int) -> list[int]:
@@ -381,7 +411,7 @@ class ModbusTransport:
         if len(registers) != count:
             # a reply of another length answers another request: refused, never cut to fit
             reason = f"{what}: reply has {len(registers)} registers, not {count}"
-            self._record_error(reason)
+            self._record_error(reason, "length")
             raise TransportError(reason, kind="length")
         self.stats.last_good_read_at = self.clock()
         return registers
@@ -465,6 +495,10 @@ class TransportPool:
         if transport.line != wanted:
             raise ValueError(f"serial port {port}: already open with {transport.line}, got {wanted}")
         return transport
+
+    def transports(self) -> dict[str, ModbusTransport]:
+        """Every transport handed out, by endpoint (host:port, or serial port and line)."""
+        return {t.endpoint: t for t in self._transports.values()}
 
     def close(self) -> None:
         for transport in self._transports.values():

@@ -188,6 +188,18 @@ class DeviceLinks:
         finally:
             transport.close()
 
+    def diagnostics(self) -> dict[str, Any]:
+        """Per link (host:port) its request and error counts, errors by kind, latency and backoff
+        state, per unit id behind it the same; and the devices not set up yet with the reason and
+        the attempts so far (for `/status` and `/metrics`)."""
+        pool = None if self.poller is None else self.poller.pool
+        links = {} if pool is None else {name: t.diagnostics() for name, t in pool.transports().items()}
+        return {
+            "links": links,
+            "unresolved": {name: {"reason": reason, "attempts": self.resolve_attempts.get(name, 0)}
+                           for name, reason in self.unresolved.items()},
+        }
+
     def reading(self, name: str) -> CapabilityReading | None:
         """The latest typed reading of ``name`` (fields missing with a reason when stale)."""
         if self.poller is None or name not in self.links:

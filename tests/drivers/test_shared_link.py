@@ -46,6 +46,7 @@ def test_two_dead_units_do_not_hold_up_the_healthy_ones() -> None:
                     for unit, ok in (await one_round(transport)).items():
                         good[unit] += ok
                     clock.advance(1.0)
+                diagnostics = transport.diagnostics()
             finally:
                 transport.close()
         assert all(good[u] == rounds for u in range(1, 7)), good
@@ -54,6 +55,15 @@ def test_two_dead_units_do_not_hold_up_the_healthy_ones() -> None:
         assert peer.requests[7] <= 5 and peer.requests[8] <= 5, peer.requests
         assert transport.unit_state(7).backing_off and not transport.unit_state(1).backing_off
         assert transport.stats.connects == 1
+        # visible state: per-unit counters and backoff, errors by kind
+        units = diagnostics["units"]
+        assert units[7]["answers"] == 0 and units[7]["timeouts"] == peer.requests[7]
+        assert units[7]["skipped"] == rounds - peer.requests[7]
+        assert units[7]["retry_in_s"] is not None and units[1]["retry_in_s"] is None
+        assert units[1]["answers"] == rounds
+        assert diagnostics["errors_by_kind"] == {
+            "timeout": peer.requests[7] + peer.requests[8],
+            "backoff": 2 * rounds - peer.requests[7] - peer.requests[8]}
 
     run(main())
 

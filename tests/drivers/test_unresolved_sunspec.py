@@ -89,6 +89,8 @@ def test_sunspec_device_down_at_start_is_found_and_read_later(tmp_path: Path) ->
             assert service.alarms.events == [("raise", PV, "device_offline")]
             assert service._online == {PV: False}  # shown in /status (devices_online)
             await until(lambda: links.resolve_attempts.get(PV, 0) >= 2, "a second attempt")
+            waiting = links.diagnostics()["unresolved"][PV]
+            assert waiting["attempts"] >= 2 and "cannot connect" in waiting["reason"]
 
             server.data_bank.set_holding_registers(40000, image)
             server.start()
@@ -100,6 +102,9 @@ def test_sunspec_device_down_at_start_is_found_and_read_later(tmp_path: Path) ->
             assert latest["ac_power_w"].value is not None
             assert math.isclose(float(latest["ac_power_w"].value), EXPECTED["ac_power_w"])  # type: ignore[arg-type]
             assert links.links[PV].writer is not None  # it can be commanded too
+            diagnostics = links.diagnostics()
+            assert diagnostics["unresolved"] == {}
+            assert diagnostics["links"][f"127.0.0.1:{device.port}"]["units"][1]["answers"] >= 1
             SiteService._watch_devices(service)
             assert service.alarms.events[-1] == ("clear", PV, "device_offline")
             assert service._online == {PV: True}
