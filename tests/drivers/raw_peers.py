@@ -114,12 +114,14 @@ class GatewayPeer(_Peer):
 class RtuStreamPeer(_Peer):
     """One RTU slave on a byte stream (RTU frames with CRC over TCP, as a serial line or an
     RTU-over-TCP gateway carries them). It answers requests one at a time, in order; the reply to
-    a read at an address in ``delay_s`` is sent that many seconds late."""
+    a read at an address in ``delay_s`` is sent that many seconds late, and one at an address in
+    ``held`` only once that event is set (a reply as late as the test wants)."""
 
     def __init__(self, unit: int = 1) -> None:
         super().__init__()
         self.unit = unit
         self.delay_s: dict[int, float] = {}
+        self.held: dict[int, asyncio.Event] = {}
 
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -131,6 +133,9 @@ class RtuStreamPeer(_Peer):
             delay = self.delay_s.get(address, 0.0)
             if delay:
                 await asyncio.sleep(delay)
+            held = self.held.get(address)
+            if held is not None:
+                await held.wait()
             regs = self.words(unit, address, count)
             body = bytes([unit, fc, 2 * len(regs)]) + struct.pack(f">{len(regs)}H", *regs)
             writer.write(body + crc16(body).to_bytes(2, "little"))

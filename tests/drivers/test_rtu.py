@@ -182,16 +182,15 @@ def test_late_rtu_reply_is_discarded_not_taken_for_the_next_request() -> None:
     async def main() -> None:
         clock = FakeClock()
         async with RtuStreamPeer(unit=1) as peer:
-            timeout_s = 0.3
-            peer.delay_s[100] = 1.6 * timeout_s  # the reply to the first read comes after its timeout
+            late_reply = peer.held[100] = asyncio.Event()  # the first read is answered when told
             transport = ModbusRtuTransport(f"socket://127.0.0.1:{peer.port}", SerialLine(9600, "N"),
-                                           timeout_s=timeout_s, clock=clock)
+                                           timeout_s=0.3, clock=clock)
             try:
                 with pytest.raises(TransportError, match="timeout") as late:
                     await transport.read("holding", 100, 2, unit_id=1)
                 clock.advance(transport.unit_state(1).backoff_s)
+                late_reply.set()  # the late reply goes out as the next request is made
                 words = await transport.read("holding", 200, 2, unit_id=1)
-                del peer.delay_s[100]
                 again = await transport.read("holding", 100, 2, unit_id=1)
             finally:
                 transport.close()
