@@ -14,7 +14,8 @@ from tests.drivers.raw_peers import GatewayPeer
 from tests.drivers.support import FakeClock, run
 
 UNITS = list(range(1, 9))
-TIMEOUT_S = 0.25
+TIMEOUT_S = 0.3
+"""Wall seconds per request: a loopback answer takes a few ms, a dead unit costs this much."""
 
 
 async def one_round(transport: ModbusTcpTransport) -> dict[int, bool]:
