@@ -332,6 +332,7 @@ class ModbusTransport:
     async def _untraced(self, what: str, unit_id: int, call: Callable[[ModbusBaseClient], Any]) -> Any:
         self.stats.requests += 1
         try:
+            self._check_unit(unit_id, what)  # a unit backing off does not even queue for the link
             # The lock is taken before the link is checked: a request queued behind one that
             # dropped the link sees the backoff (and fails fast) instead of failing on the closed
             # client and backing off again.
