@@ -179,10 +179,14 @@ class Poller:
         timeout_s: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         spread: bool = True,
+        device_clock: Callable[[], float] | None = None,
     ) -> None:
         """``spread`` staggers the first polls over each device's interval, so that devices with
-        the same interval are not all read in the same instant."""
+        the same interval are not all read in the same instant. ``device_clock`` (seconds) is the
+        time the devices' energy counters advance in, for their plausible step: the site clock
+        of a simulation run faster than wall time (default ``clock``)."""
         self.clock = clock
+        self.device_clock = clock if device_clock is None else device_clock
         self.spread = spread
         self.sleep = sleep
         self._own_pool = pool is None
@@ -296,7 +300,7 @@ class Poller:
             readings = {name: Reading(None, dev.target.profile.points[name].unit, f"error: decode: {exc}")
                         for block, _ in answered for name in block.points}
         now = self.clock()
-        readings = plausible(dev, readings, now)
+        readings = plausible(dev, readings, self.device_clock())
         readings.update(refused)
         for name, reading in readings.items():
             dev.held[name] = _Held(reading, now if reading.value is not None else None)

@@ -96,8 +96,9 @@ class DeviceLinks:
             except (SunSpecError, TransportError, OSError) as exc:
                 self._not_found(entry, exc)
                 pending.append(entry)
+        # energy counters of simulated devices advance in site time, which may run faster than wall time
         self.poller = Poller([self._target(e, profiles[e.name]) for e in entries if e.name in profiles],
-                             timeout_s=self.timeout_s, clock=self.clock)
+                             timeout_s=self.timeout_s, clock=self.clock, device_clock=self.command_clock)
         for e in entries:
             if e.name in profiles:
                 self._link(e, profiles[e.name])

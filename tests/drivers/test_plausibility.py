@@ -203,3 +203,32 @@ def test_counter_read_lower_several_polls_in_a_row_is_taken_as_reset() -> None:
         assert seen[2] == pytest.approx(2.0)
 
     run(main())
+
+
+@pytest.mark.parametrize("site_clock", [True, False])
+def test_counter_step_is_judged_in_the_devices_time(site_clock: bool) -> None:
+    """A simulation at 120x: the meter's counter advances 120 s of site time per wall second."""
+    sdm630 = get_profile("eastron_sdm630")
+    bank = DataBank()
+
+    async def main() -> None:
+        wall, site = FakeClock(), FakeClock()
+        with pymodbustcp_server(bank) as server:
+            target = PollTarget("meter", sdm630, "127.0.0.1", server.port, ttl_s=1000.0,
+                                nameplate_w=100_000.0)
+            poller = Poller([target], clock=wall, timeout_s=1.0, device_clock=site if site_clock else None)
+            try:
+                bank.set_input_registers(72, f32(100.0))
+                await poller.poll_once("meter")
+                wall.advance(1.0)
+                site.advance(120.0)
+                bank.set_input_registers(72, f32(103.0))  # 90 kW for 120 s
+                reading = (await poller.poll_once("meter"))["import_energy_kwh"]
+            finally:
+                await poller.stop()
+        if site_clock:
+            assert reading.value == pytest.approx(103.0)
+        else:
+            assert str(reading.missing_reason).startswith("implausible: counter rose by")
+
+    run(main())
