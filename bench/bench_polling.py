@@ -6,6 +6,14 @@ process over the wall time of the run) is the poller's alone. Latency is the tim
 (all its read requests) took. Targets: at most 15 % of one core, p99 at most 50 ms.
 
     .venv/bin/python bench/bench_polling.py [--duration 60] [--json]
+
+``--gateway`` measures a shared link instead: one Modbus TCP gateway on one port with 8 unit ids
+(SDM630 images), of which 2 never answer (dead units on the gateway's serial side); the 8 devices
+are polled at 1 Hz through the one connection. Reported: the healthy units' poll latency and how
+often their latest reading is fresh (sampled every 100 ms), and how often the dead units were
+actually asked.
+
+    .venv/bin/python bench/bench_polling.py --gateway [--duration 60]
 """
 
 from __future__ import annotations
@@ -81,6 +89,118 @@ def serve(conn: Connection) -> None:
     asyncio.run(main())
 
 
+GATEWAY_UNITS = tuple(range(1, 9))
+DEAD_UNITS = (7, 8)
+GATEWAY_PROFILE = "eastron_sdm630"
+
+
+def serve_gateway(conn: Connection) -> None:
+    """Child process: one Modbus TCP gateway for GATEWAY_UNITS, silent for DEAD_UNITS."""
+    import struct
+    from collections import Counter
+
+    async def main() -> None:
+        from drivers.profiles import get_profile
+        from drivers.sim.register_server import RegisterServer
+
+        profile = get_profile(GATEWAY_PROFILE)
+        units = {u: RegisterServer(profile, unit_id=u) for u in GATEWAY_UNITS if u not in DEAD_UNITS}
+        for server in units.values():
+            server.set_point("voltage_l1_v", 230.0)
+            server.set_point("total_active_power_net_w", 1000.0)
+        asked: Counter[int] = Counter()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    tid, _, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+                    pdu = await reader.readexactly(length - 1)
+                    asked[unit] += 1
+                    if unit not in units:
+                        continue  # a dead unit behind the gateway: no answer at all
+                    answer = units[unit]._answer(unit, pdu)
+                    writer.write(struct.pack(">HHHB", tid, 0, len(answer) + 1, unit) + answer)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        conn.send(server.sockets[0].getsockname()[1])
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_reader(conn.fileno(), stop.set)
+        await stop.wait()
+        conn.send(dict(asked))
+        server.close()
+
+    asyncio.run(main())
+
+
+async def poll_gateway(port: int, duration_s: float) -> dict[str, Any]:
+    from drivers.poller import Poller, PollTarget
+    from drivers.profiles import get_profile
+
+    profile = get_profile(GATEWAY_PROFILE)
+    targets = [PollTarget(f"unit_{u}", profile, "127.0.0.1", port, u, interval_s=1.0) for u in GATEWAY_UNITS]
+    healthy = [t.name for t in targets if t.unit_id not in DEAD_UNITS]
+    poller = Poller(targets, timeout_s=1.0)
+    fresh = samples = 0
+    poller.start()
+    t_end = time.perf_counter() + duration_s
+    while time.perf_counter() < t_end:
+        await asyncio.sleep(0.1)
+        for name in healthy:
+            samples += 1
+            fresh += poller.latest(name)["voltage_l1_v"].value is not None
+    await poller.stop()
+    latencies = [x for n in healthy for x in poller.stats(n).latencies]
+    return {
+        "units": len(GATEWAY_UNITS),
+        "dead_units": list(DEAD_UNITS),
+        "interval_s": 1.0,
+        "timeout_s": 1.0,
+        "duration_s": duration_s,
+        "healthy_polls": sum(poller.stats(n).polls for n in healthy),
+        "healthy_polls_with_errors": sum(poller.stats(n).errors for n in healthy),
+        "healthy_fresh_share": round(fresh / samples, 4) if samples else None,
+        "healthy_poll_latency_ms": {
+            "p50": round(1000 * percentile(latencies, 0.50), 2),
+            "p99": round(1000 * percentile(latencies, 0.99), 2),
+            "max": round(1000 * max(latencies), 2),
+        },
+        "dead_unit_polls": sum(poller.stats(f"unit_{u}").polls for u in DEAD_UNITS),
+    }
+
+
+def run_gateway(duration_s: float, out: Path, as_json: bool) -> None:
+    info = machine_info()
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=serve_gateway, args=(child,), daemon=True)
+    proc.start()
+    port = parent.recv()
+    result = asyncio.run(poll_gateway(port, duration_s))
+    parent.send("stop")
+    asked = parent.recv()
+    result["requests_reaching_dead_units"] = sum(asked.get(u, 0) for u in DEAD_UNITS)
+    proc.join(10)
+    doc = {"benchmark": "polling_gateway", "machine": info, "result": result}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(doc, indent=2))
+    else:
+        lat = result["healthy_poll_latency_ms"]
+        print(f"gateway, {result['units']} units ({len(DEAD_UNITS)} dead), {duration_s:g} s: healthy units "
+              f"fresh {100 * result['healthy_fresh_share']:.1f} % of samples, "
+              f"{result['healthy_polls_with_errors']}/{result['healthy_polls']} polls with errors, "
+              f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms; "
+              f"{result['requests_reaching_dead_units']} requests reached the dead units "
+              f"({result['dead_unit_polls']} polls)")
+        print(f"wrote {out}")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -126,8 +246,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0, help="Seconds of polling.")
     parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
-    parser.add_argument("--out", type=Path, default=RESULTS / "polling.json")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--gateway", action="store_true",
+                        help="One gateway, 8 unit ids of which 2 are dead, instead of 50 devices.")
     args = parser.parse_args()
+    if args.gateway:
+        run_gateway(args.duration, args.out or RESULTS / "polling_gateway.json", args.json)
+        return
+    args.out = args.out or RESULTS / "polling.json"
 
     info = machine_info()
     ctx = mp.get_context("spawn")

@@ -70,7 +70,8 @@ def _profile_section(path: Path, profile: Profile, file: str | None = None) -> l
         out += ["Sources and notes (from the profile file):", "", "```text", comment, "```", ""]
 
     out += ["### Points", ""]
-    out += ["| name | table | address | type | unit | scale | valid range | description |"]
+    out += ["| name | table | address | type | unit | scale | valid range (no value; counter) "
+            "| description |"]
     out += ["|---|---|---|---|---|---|---|---|"]
     for name, p in profile.points.items():
         row = [
@@ -80,7 +81,7 @@ def _profile_section(path: Path, profile: Profile, file: str | None = None) -> l
             _type(p.type, p.count),
             _cell(p.unit),
             _scale(p),
-            _range(p.valid_range),
+            _plausibility(p),
             _cell(p.description),
         ]
         out.append("| " + " | ".join(row) + " |")
@@ -176,8 +177,32 @@ def generate(directory: Path = PROFILES_DIR) -> str:
         "Addresses are wire (PDU) values. A value outside its valid range is reported missing, never",
         "clamped. Command limits are in engineering units (after scale). SunSpec profiles are shown",
         "resolved at the simulator's layout (base 40000, common model L=66); a scale `10^X` is read",
-        "from point X in the same poll (value = raw × 10^X), and a command's scale is the device's",
-        "scale factor read at discovery.",
+        "from point X in the same request as the value (value = raw × 10^X), and a command's scale",
+        "factor is read from the device again before every write (the scale shown is the one read at",
+        "discovery, used for limits and rounding).",
+        "",
+        "## Plausibility and faults",
+        "",
+        "- Every power point (W, kW, VA, var) and every percentage carries a valid range; a profile",
+        "  without one is refused. SunSpec percentages default to 0 … 100 % (−100 … 100 % when",
+        "  signed). \"no value\" patterns the vendor uses (0x7FFFFFFF, 0xFFFFFFFF, 0x80000000, FLT_MAX,",
+        "  NaN) are declared per point and read as missing, never as a value.",
+        "- The poller also reports missing a power beyond 3 × the asset's nameplate power (from the",
+        "  site config), and an energy counter (`monotonic`) that goes down (taken as a reset after",
+        "  3 polls in a row) or grows faster than 3 × nameplate allows (plus 1 kWh).",
+        "- Several unit ids behind one gateway share one connection. A unit that does not answer is",
+        "  backed off on its own (0.5 s, doubling to 10 s while its neighbours answer); requests",
+        "  for it fail at once meanwhile, and the healthy units are not held up by it. After the",
+        "  whole link was silent, the first answer clears every unit's backoff. Requests queued",
+        "  behind a dropped link fail fast without lengthening the link's backoff.",
+        "- RTU: after a timeout the line is flushed (bytes discarded until it has been quiet for",
+        "  the timeout) before the next request, so a late reply is never taken for the next",
+        "  request's answer; a reply with more or fewer registers than asked for is refused.",
+        "- A connection the device closes or resets is reported as closed, not as a timeout.",
+        "- A SunSpec device that cannot be discovered when `ems run` starts is retried in the",
+        "  background (1 s, doubling to 60 s) and linked when found; until then it is listed as",
+        "  offline and raises `device_offline`. A model chain may end with 0xFFFF alone (no length",
+        "  register after it).",
         "",
         "| name | vendor | model | kind |",
         "|---|---|---|---|",
@@ -196,6 +221,16 @@ def generate(directory: Path = PROFILES_DIR) -> str:
     for name in SUNSPEC_PROFILE_NAMES:
         out += _sunspec_section(name)
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _plausibility(p: Point) -> str:
+    """The point's valid range, its declared "no value" patterns and whether it is a counter."""
+    parts = [_range(p.valid_range)]
+    if p.no_value:
+        parts.append("no value " + ", ".join(f"0x{v:X}" for v in p.no_value))
+    if p.monotonic:
+        parts.append("monotonic counter")
+    return "; ".join(parts)
 
 
 def main() -> None:

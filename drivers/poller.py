@@ -5,7 +5,9 @@ are serialised, others are not held up). A transport failure (no answer, lost co
 the last good value of a point until it is older than the device's TTL, after which it is
 reported missing with the reason "stale". A device's own answer that a value is not available
 (a Modbus exception, a sentinel, NaN, out of range) is reported missing at once with that reason.
-Nothing raises out of the polling loop.
+So is an implausible value: a power beyond :data:`NAMEPLATE_MULTIPLE` times the device's nameplate
+power, or an energy counter (``monotonic`` point) that goes down or grows faster than that power
+allows. Nothing raises out of the polling loop.
 
 Times are seconds of the injectable monotonic ``clock``; wall (UTC) times are derived from it.
 """
@@ -22,13 +24,21 @@ from datetime import UTC, datetime, timedelta
 
 from drivers.capabilities import CapabilityReading, check_mapping, to_capability
 from drivers.modbus.device import PollResult
-from drivers.modbus.profile import Profile, ReadBlock, Reading, decode_reads, plan_reads
+from drivers.modbus.profile import ENERGY_UNITS, Point, Profile, ReadBlock, Reading, decode_reads, plan_reads
 from drivers.modbus.transport import ModbusTcpTransport, TransportError, TransportPool, percentile
 
 log = logging.getLogger(__name__)
 
 STALE = "stale"
 LATENCY_WINDOW = 1000
+
+NAMEPLATE_MULTIPLE = 3.0
+"""A power reading beyond this many times the device's nameplate power is implausible."""
+POWER_IN_W = {"W": 1.0, "kW": 1000.0, "MW": 1.0e6, "VA": 1.0, "kVA": 1000.0, "var": 1.0, "kvar": 1000.0}
+COUNTER_SLACK_WH = 1000.0
+"""Growth an energy counter may show beyond what the nameplate allows (its resolution, rounding)."""
+COUNTER_RESET_POLLS = 3
+"""A counter read lower this many polls in a row is taken as reset (a new baseline)."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +52,16 @@ class PollTarget:
     unit_id: int | None = None
     interval_s: float = 1.0
     ttl_s: float | None = None
+    nameplate_w: float | None = None
+    """The device's rated power, W (None: no nameplate check)."""
 
     def __post_init__(self) -> None:
         if not self.interval_s > 0:
             raise ValueError(f"device {self.name}: interval_s must be > 0, got {self.interval_s!r}")
         if self.ttl_s is not None and not self.ttl_s > 0:
             raise ValueError(f"device {self.name}: ttl_s must be > 0, got {self.ttl_s!r}")
+        if self.nameplate_w is not None and not self.nameplate_w > 0:
+            raise ValueError(f"device {self.name}: nameplate_w must be > 0, got {self.nameplate_w!r}")
 
     @property
     def ttl(self) -> float:
@@ -98,6 +112,59 @@ class _Device:
         self.held: dict[str, _Held] = {}
         self.polled_at: datetime | None = None
         self.has_mapping = not check_mapping(target.profile)
+        self.counters: dict[str, tuple[float, float]] = {}
+        """Last accepted value and clock time of each energy counter."""
+        self.counter_backwards: dict[str, int] = {}
+
+
+def _implausible_power(point: Point, value: float, nameplate_w: float | None) -> str | None:
+    if nameplate_w is None or point.unit not in POWER_IN_W:
+        return None
+    limit = NAMEPLATE_MULTIPLE * nameplate_w
+    if abs(value * POWER_IN_W[point.unit]) <= limit:
+        return None
+    return f"implausible: {value:g} {point.unit} beyond {NAMEPLATE_MULTIPLE:g} x nameplate ({limit:g} W)"
+
+
+def _implausible_counter(dev: _Device, name: str, point: Point, value: float, now: float) -> str | None:
+    """Check counter ``name``'s new ``value`` against the last accepted one; accept it (None) or
+    say why not."""
+    last = dev.counters.get(name)
+    if last is not None:
+        before, at = last
+        if value < before:
+            backwards = dev.counter_backwards[name] = dev.counter_backwards.get(name, 0) + 1
+            if backwards < COUNTER_RESET_POLLS:
+                return f"implausible: counter went down from {before:g} to {value:g} {point.unit}"
+            log.warning("device %s: %s went down %d polls in a row (%g -> %g %s): taken as reset",
+                        dev.target.name, name, backwards, before, value, point.unit)
+        elif dev.target.nameplate_w is not None:
+            per_wh = ENERGY_UNITS[point.unit or "Wh"]
+            allowed_wh = NAMEPLATE_MULTIPLE * dev.target.nameplate_w * max(0.0, now - at) / 3600.0
+            step_wh = (value - before) * per_wh
+            if step_wh > allowed_wh + COUNTER_SLACK_WH:
+                return (f"implausible: counter rose by {step_wh:g} Wh in {now - at:g} s "
+                        f"(nameplate allows {allowed_wh + COUNTER_SLACK_WH:g} Wh)")
+    dev.counters[name] = (value, now)
+    dev.counter_backwards.pop(name, None)
+    return None
+
+
+def plausible(dev: _Device, readings: dict[str, Reading], now: float) -> dict[str, Reading]:
+    """``readings`` with implausible values (beyond the nameplate, a counter going down or jumping)
+    replaced by missing readings that say why."""
+    out: dict[str, Reading] = {}
+    for name, reading in readings.items():
+        value = reading.value
+        point = dev.target.profile.points[name]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            why = _implausible_power(point, float(value), dev.target.nameplate_w)
+            if why is None and point.monotonic:
+                why = _implausible_counter(dev, name, point, float(value), now)
+            if why is not None:
+                reading = Reading(None, reading.unit, why)
+        out[name] = reading
+    return out
 
 
 class Poller:
@@ -112,10 +179,14 @@ class Poller:
         timeout_s: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         spread: bool = True,
+        device_clock: Callable[[], float] | None = None,
     ) -> None:
         """``spread`` staggers the first polls over each device's interval, so that devices with
-        the same interval are not all read in the same instant."""
+        the same interval are not all read in the same instant. ``device_clock`` (seconds) is the
+        time the devices' energy counters advance in, for their plausible step: the site clock
+        of a simulation run faster than wall time (default ``clock``)."""
         self.clock = clock
+        self.device_clock = clock if device_clock is None else device_clock
         self.spread = spread
         self.sleep = sleep
         self._own_pool = pool is None
@@ -127,11 +198,21 @@ class Poller:
                 raise ValueError(f"device {t.name!r}: name: used twice")
             self._devices[t.name] = _Device(t, self.pool.get(t.host, t.port))
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
         self._stopping = False
 
     @property
     def names(self) -> list[str]:
         return list(self._devices)
+
+    def add(self, target: PollTarget) -> None:
+        """Poll ``target`` too, from now on (a device found after start, e.g. once its SunSpec
+        model chain could be read)."""
+        if target.name in self._devices:
+            raise ValueError(f"device {target.name!r}: name: used twice")
+        dev = self._devices[target.name] = _Device(target, self.pool.get(target.host, target.port))
+        if self._started and not self._stopping:
+            self._tasks.append(asyncio.create_task(self._loop(dev, 0.0), name=f"poll {target.name}"))
 
     def utc(self, t_s: float | None = None) -> datetime:
         """The UTC time of clock reading ``t_s`` (default: now)."""
@@ -141,8 +222,9 @@ class Poller:
 
     def start(self) -> None:
         """Start one polling task per device (call inside a running event loop)."""
-        if self._tasks:
+        if self._started:
             return
+        self._started = True
         self._stopping = False
         count = len(self._devices)
         self._tasks = [
@@ -160,6 +242,7 @@ class Poller:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.5)
         self._tasks = []
+        self._started = False
         if self._own_pool:
             self.pool.close()
 
@@ -216,8 +299,9 @@ class Poller:
         except ValueError as exc:
             readings = {name: Reading(None, dev.target.profile.points[name].unit, f"error: decode: {exc}")
                         for block, _ in answered for name in block.points}
-        readings.update(refused)
         now = self.clock()
+        readings = plausible(dev, readings, self.device_clock())
+        readings.update(refused)
         for name, reading in readings.items():
             dev.held[name] = _Held(reading, now if reading.value is not None else None)
         for name, reading in lost.items():

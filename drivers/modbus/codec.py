@@ -7,7 +7,8 @@ Strings are ASCII, two characters per register, first character in the high byte
 not apply to them.
 
 A register image that equals the point's "not implemented" sentinel, a NaN and an infinite float
-all decode to :class:`Missing` with a reason, never to 0.
+all decode to :class:`Missing` with a reason, never to 0; so do the further "no value" patterns a
+profile declares for a point (``no_value``: 0x7FFFFFFF, 0xFFFFFFFF, FLT_MAX...).
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ class RegisterSpec:
     byte_order: ByteOrder = "big"
     scale: float | None = None
     sentinel: int | None = None
+    no_value: tuple[int, ...] = ()
+    """Further raw bit patterns (as ``sentinel``) the device uses for "no value", e.g. 0x7FFFFFFF
+    or FLT_MAX (0x7F7FFFFF); decoded as missing, never as a value."""
 
     def __post_init__(self) -> None:
         width = register_count(self.type, self.count)
@@ -134,6 +138,9 @@ class RegisterSpec:
                 raise ValueError(f"scale must be finite and non-zero, got {self.scale!r}")
         if self.sentinel is not None and not 0 <= self.sentinel < 2 ** (16 * width):
             raise ValueError(f"sentinel {self.sentinel:#x} does not fit {width} register(s)")
+        for pattern in self.no_value:
+            if not 0 <= pattern < 2 ** (16 * width):
+                raise ValueError(f"no-value pattern {pattern:#x} does not fit {width} register(s)")
 
     @property
     def width(self) -> int:
@@ -192,6 +199,8 @@ def decode(registers: Sequence[int], spec: RegisterSpec, sf: int | None = None) 
     image = int.from_bytes(data, "big")
     if spec.sentinel is not None and image == spec.sentinel:
         return Missing(f"not implemented (sentinel {spec.sentinel:#0{2 + 4 * spec.width}x})")
+    if image in spec.no_value:
+        return Missing(f"no value (pattern {image:#0{2 + 4 * spec.width}x})")
     if spec.type == "string":
         text = data.split(b"\x00", 1)[0]
         try:

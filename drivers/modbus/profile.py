@@ -69,13 +69,29 @@ class Point(_Frozen):
     scale_factor_point: str | None = None
     unit: str | None = None
     sentinel: StrictInt | Literal["sunspec"] | None = None
+    no_value: list[StrictInt] = Field(default_factory=list)
+    """Raw patterns (as ``sentinel``) the vendor uses for "no value" besides the sentinel."""
     valid_range: tuple[float, float] | None = None
+    monotonic: bool = False
+    """An energy counter: it never goes down and grows by at most what the device's nameplate power
+    allows in the time between two reads (checked by the poller)."""
     allow_overlap: bool = False
     description: str = ""
 
     @property
     def width(self) -> int:
         return register_count(self.type, self.count)
+
+    @property
+    def power_unit(self) -> bool:
+        """Whether the point is a power (its unit is one of :data:`POWER_UNITS`)."""
+        return self.unit in POWER_UNITS
+
+
+POWER_UNITS = frozenset({"W", "kW", "MW", "VA", "kVA", "var", "kvar"})
+"""Units of power points; such points, and percentages (%), must declare a ``valid_range``."""
+ENERGY_UNITS = {"Wh": 1.0, "kWh": 1000.0, "MWh": 1.0e6}
+"""Energy units and their size in Wh."""
 
 
 class Command(_Frozen):
@@ -96,6 +112,10 @@ class Command(_Frozen):
     word_order: WordOrder | None = None
     byte_order: ByteOrder | None = None
     scale: float | None = None
+    scale_factor_address: Address | None = None
+    """A holding register (int16, SunSpec sunssf) with the command's scale exponent: read again
+    before every write, so a changed scale factor never sends a value ten times off (``scale`` is
+    then the exponent read at discovery, used for limits and rounding only)."""
     unit: str | None = None
     limits: tuple[float, float] | None = None
     keepalive_s: float | None = None
@@ -176,6 +196,7 @@ class Profile(_Frozen):
             byte_order=p.byte_order or self.byte_order,
             scale=p.scale,
             sentinel=sentinel if isinstance(sentinel, int) else None,
+            no_value=tuple(p.no_value),
         )
 
     def command_spec(self, name: str) -> RegisterSpec:
@@ -239,7 +260,21 @@ def _check_profile(profile: Profile) -> list[str]:
                 problems.append(f"{where}: sentinel: does not fit {p.type}, got {_fmt(p.sentinel)}")
         if p.sentinel == "sunspec" and is_float_type(p.type):
             problems.append(f"{where}: sentinel: floats use NaN, got 'sunspec'")
+        width = _safe_width(p.type, p.count)
+        for pattern in p.no_value:
+            if not 0 <= pattern < 2 ** (16 * width):
+                problems.append(
+                    f"{where}: no_value: {pattern:#x} does not fit {p.type}, got {_fmt(p.no_value)}"
+                )
         problems += _check_range(where, "valid_range", p.valid_range)
+        if p.valid_range is None and (p.power_unit or p.unit == "%"):
+            kind = "a percentage" if p.unit == "%" else f"a power ({p.unit})"
+            problems.append(f"{where}: valid_range: {kind} point needs a plausibility range, got None")
+        if p.monotonic and p.unit not in ENERGY_UNITS:
+            problems.append(
+                f"{where}: monotonic: only for energy counters ({', '.join(ENERGY_UNITS)}), "
+                f"got unit {p.unit!r}"
+            )
         try:
             end = p.address + p.width - 1
         except ValueError:
@@ -462,6 +497,7 @@ def plan_reads(
             for n, p in profile.points.items()
             if n in selected and p.table == table
         )
+        span = {n: (a, b) for a, b, n in pts}
         start = end = -1
         members: list[str] = []
         for addr, stop, name in pts:
@@ -469,7 +505,17 @@ def plan_reads(
                 raise ValueError(
                     f"{profile.name}: point {name} ({stop - addr} registers) exceeds max_block {limit}"
                 )
-            if members and addr - end <= gap and max(end, stop) - start <= limit:
+            # A point and its scale factor are read in one request wherever they fit in one, so a
+            # changed scale factor cannot tear a poll: the gap to a scale factor (or from it to a
+            # point using it) is bridged, and a point starts a new block when its scale factor
+            # further on would not fit in the current one.
+            sf = profile.points[name].scale_factor_point
+            sf_stop = span[sf][1] if sf in span and span[sf][0] >= stop else None
+            pairs = sf in members or any(profile.points[m].scale_factor_point == name for m in members)
+            fits = members and max(end, stop) - start <= limit and (addr - end <= gap or pairs)
+            if fits and sf_stop is not None and sf_stop - start > limit and sf_stop - addr <= limit:
+                fits = False
+            if fits:
                 end = max(end, stop)
                 members.append(name)
                 continue

@@ -5,10 +5,16 @@ Same interface as :class:`~drivers.modbus.transport.ModbusTcpTransport` (read, w
 write_register, stats, backoff, :class:`~drivers.modbus.transport.TransportError`). ``port`` is a
 device path (``/dev/ttyUSB0``) or any pyserial URL, e.g. ``socket://host:port`` for an RTU-over-TCP
 gateway (RTU frames with CRC, no MBAP header). Needs pyserial (``pymodbus[serial]``).
+
+RTU frames carry no transaction id: a reply that comes after its request timed out looks exactly
+like the answer to the next request. So after a timeout the line is flushed before anything else is
+sent: bytes are discarded until the line has been quiet for ``quiet_s`` (default: the timeout),
+and the late reply is counted in ``late_replies``; the timed-out read stays missing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,13 +64,52 @@ class ModbusRtuTransport(ModbusTransport):
         backoff_max_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         backoff_initial_s: float = 0.5,
+        quiet_s: float | None = None,
+        max_flush_s: float = 10.0,
     ) -> None:
+        """``quiet_s``: silence (wall seconds) that ends a flush after a timeout (default
+        ``timeout_s``); ``max_flush_s``: a line that keeps talking longer than this is given up
+        on (the flush ends and the next reply is taken as usual)."""
         super().__init__(timeout_s, backoff_max_s, clock, backoff_initial_s)
         if not port:
             raise ValueError(f"port: a serial device or pyserial URL is required, got {port!r}")
         self.port = port
         self.line = line or SerialLine()
         self.endpoint = f"{port} ({self.line})"
+        self.quiet_s = timeout_s if quiet_s is None else quiet_s
+        self.max_flush_s = max_flush_s
+        self.late_replies = 0
+        """Flushes after a timeout that discarded bytes (a late reply, or noise)."""
+        self._flush_pending = False
+        self._received = 0
+        """Receive events seen on the line (any bytes from the device)."""
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            self._received += 1
+        return data
+
+    def _after_timeout(self, client: ModbusBaseClient) -> None:
+        self._flush_pending = True
+
+    async def _before_request(self, client: ModbusBaseClient) -> None:
+        if not self._flush_pending:
+            return
+        self._flush_pending = False
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.max_flush_s
+        seen = self._received
+        discarded = False
+        while True:
+            # pymodbus ignores a frame that arrives with no request outstanding
+            await asyncio.sleep(self.quiet_s)
+            if self._received == seen or loop.time() >= give_up_at:
+                break
+            seen = self._received
+            discarded = True
+        if discarded:
+            self.late_replies += 1
+        client.ctx.recv_buffer = b""
 
     def _new_client(self) -> ModbusBaseClient:
         # reconnect_delay=0 turns pymodbus's own reconnect off: reconnecting is done by the base class.
@@ -78,4 +123,5 @@ class ModbusRtuTransport(ModbusTransport):
             timeout=self.timeout_s,
             retries=0,
             reconnect_delay=0,
+            trace_packet=self._trace_packet,
         )

@@ -34,7 +34,15 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from drivers.modbus.codec import Missing, decode, encode, is_integer_type, raw_range
+from drivers.modbus.codec import (
+    MAX_SCALE_FACTOR_EXPONENT,
+    Missing,
+    RegisterSpec,
+    decode,
+    encode,
+    is_integer_type,
+    raw_range,
+)
 from drivers.modbus.profile import Command, Profile
 from drivers.modbus.transport import Table, TransportError
 
@@ -325,7 +333,14 @@ class SafeWriter:
                 return replace(base, refused_budget=True)
             state.budget_alarmed = False
 
-        registers = encode(target, self.profile.command_spec(name))
+        spec = self.profile.command_spec(name)
+        try:
+            spec = await self._current_spec(command, spec)
+            registers = encode(target, spec)
+        except TransportError as exc:
+            return replace(base, error=f"scale factor not read: {exc.reason}")
+        except ValueError as exc:
+            return replace(base, error=str(exc))
         state.value = target
         state.in_sync = False
         state.attempted_at = now
@@ -350,7 +365,20 @@ class SafeWriter:
         if not command.readback:
             state.in_sync = True
             return written
-        return await self._read_back(name, command, state, target, written)
+        return await self._read_back(name, command, state, target, written, spec)
+
+    async def _current_spec(self, command: Command, spec: RegisterSpec) -> RegisterSpec:
+        """``spec`` with the scale the device uses now: a command with a scale-factor register has
+        it read again (ValueError when the device reports none or an absurd one)."""
+        if command.scale_factor_address is None:
+            return spec
+        raw = (await self.transport.read("holding", command.scale_factor_address, 1, self.unit_id))[0]
+        if raw == 0x8000:
+            raise ValueError(f"scale factor at {command.scale_factor_address} is not implemented (0x8000)")
+        exponent = raw - 0x10000 if raw >= 0x8000 else raw
+        if abs(exponent) > MAX_SCALE_FACTOR_EXPONENT:
+            raise ValueError(f"scale factor at {command.scale_factor_address}: {exponent} out of range")
+        return replace(spec, scale=None if exponent == 0 else 10.0**exponent)
 
     async def _write_transaction(
         self, name: str, command: Command, target: float, registers: list[int]
@@ -375,9 +403,9 @@ class SafeWriter:
         return None
 
     async def _read_back(
-        self, name: str, command: Command, state: _State, target: float, written: WriteOutcome
+        self, name: str, command: Command, state: _State, target: float, written: WriteOutcome,
+        spec: RegisterSpec,
     ) -> WriteOutcome:
-        spec = self.profile.command_spec(name)
         expected = decode(encode(target, spec), spec)
         try:
             await self.sleep(command.processing_delay_s)

@@ -87,7 +87,8 @@ async def _read(transport: ReadTransport, unit_id: int, address: int, count: int
     try:
         return await transport.read("holding", address, count, unit_id)
     except TransportError as exc:
-        raise TransportError(f"SunSpec {what} at {address}: {exc.reason}", exc.exception_code) from None
+        reason = f"SunSpec {what} at {address}: {exc.reason}"
+        raise TransportError(reason, exc.exception_code, exc.kind) from None
 
 
 async def find_base(transport: ReadTransport, unit_id: int, bases: Sequence[int] = BASE_ADDRESSES) -> int:
@@ -133,7 +134,8 @@ def _check_length(model_id: int, address: int, length: int) -> None:
 
 
 async def walk(transport: ReadTransport, unit_id: int, base: int) -> tuple[ModelEntry, ...]:
-    """The models after the marker at ``base`` up to the end marker 0xFFFF."""
+    """The models after the marker at ``base`` up to the end marker 0xFFFF (with or without the
+    length register after it)."""
     models: list[ModelEntry] = []
     address = base + 2
     while True:
@@ -141,7 +143,20 @@ async def walk(transport: ReadTransport, unit_id: int, base: int) -> tuple[Model
             raise SunSpecError(
                 f"model chain runs past register 65535 (next model at {address}), no end marker"
             )
-        model_id, length = await _read(transport, unit_id, address, 2, "model header")
+        try:
+            model_id, length = await _read(transport, unit_id, address, 2, "model header")
+        except TransportError as exc:
+            # Some devices end the chain with 0xFFFF alone, without the length register after it:
+            # reading both registers there gets an exception (or a short reply), the ID alone does.
+            if exc.kind not in ("exception", "length"):
+                raise
+            try:
+                (model_id,) = await _read(transport, unit_id, address, 1, "model id")
+            except TransportError:
+                raise exc from None
+            if model_id == END_MODEL_ID:
+                return tuple(models)
+            raise
         if model_id == END_MODEL_ID:
             return tuple(models)
         if model_id == 0:

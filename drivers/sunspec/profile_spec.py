@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from drivers.modbus.codec import is_float_type, sunspec_sentinel
-from drivers.modbus.profile import Command, DeviceKind, Point, Profile, ProfileError
+from drivers.modbus.codec import DataType, is_float_type, sunspec_sentinel
+from drivers.modbus.profile import ENERGY_UNITS, Command, DeviceKind, Point, Profile, ProfileError
 from drivers.sunspec.discovery import ModelEntry, SunSpecError, SunSpecMap
 from drivers.sunspec.models import ModelDef, PointDef
 
@@ -189,6 +189,13 @@ def _sentinel(pdef: PointDef) -> int | Literal["sunspec"] | None:
     return "sunspec" if pdef.sentinel == sunspec_sentinel(ctype) else pdef.sentinel
 
 
+def _default_range(unit: str | None, ctype: DataType) -> tuple[float, float] | None:
+    """A percentage lies within 0..100 % (−100..100 % when signed) unless the spec says otherwise."""
+    if unit != "%":
+        return None
+    return (0.0, 100.0) if ctype.startswith("uint") else (-100.0, 100.0)
+
+
 def resolve(spec: SunSpecProfileSpec, smap: SunSpecMap) -> Profile:
     """``spec`` placed on the device described by ``smap``: an ordinary Profile."""
     points: dict[str, Point] = {}
@@ -211,6 +218,7 @@ def resolve(spec: SunSpecProfileSpec, smap: SunSpecMap) -> Profile:
                     description=f"{d.id}.{pdef.sf}: {sf_label} (10^n)",
                 )
         module = f"[{ps.module}]" if ps.module is not None else ""
+        unit = normalise_unit(pdef.units)
         description = ps.description or pdef.label
         if name in points:
             raise SunSpecError(f"{spec.name}: {where}: name clashes with a scale-factor point")
@@ -221,9 +229,10 @@ def resolve(spec: SunSpecProfileSpec, smap: SunSpecMap) -> Profile:
             count=pdef.size if ctype == "string" else None,
             scale=None if pdef.sf_value is None else 10.0**pdef.sf_value,
             scale_factor_point=sf_name,
-            unit=normalise_unit(pdef.units),
+            unit=unit,
             sentinel=_sentinel(pdef),
-            valid_range=ps.valid_range,
+            valid_range=ps.valid_range or _default_range(unit, ctype),
+            monotonic=pdef.type.startswith("acc") and unit in ENERGY_UNITS,
             description=f"{d.id}.{ps.point}{module}: {description}",
         )
     for name, cs in spec.commands.items():
@@ -237,7 +246,9 @@ def resolve(spec: SunSpecProfileSpec, smap: SunSpecMap) -> Profile:
         if not pdef.writable:
             raise SunSpecError(f"{spec.name}: {where}: point {d.id}.{cs.point} is read-only")
         scale: float | None = None
+        command_sf_address: int | None = None
         if pdef.sf is not None:
+            command_sf_address = _sf_point(d, entry, spec, where, pdef.sf)[0]
             sf = smap.scale_factors.get((entry.address, pdef.sf))
             if sf is None:
                 raise SunSpecError(
@@ -249,6 +260,7 @@ def resolve(spec: SunSpecProfileSpec, smap: SunSpecMap) -> Profile:
             address=address,
             type=ctype,
             scale=scale,
+            scale_factor_address=command_sf_address,
             unit=normalise_unit(pdef.units),
             limits=cs.limits,
             keepalive_s=cs.keepalive_s,

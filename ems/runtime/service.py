@@ -267,11 +267,12 @@ class SiteService:
                                                               "electrolyser_rule_kw": rule})
 
     def _watch_devices(self) -> None:
-        for name in self.links.links:
+        # every configured device, linked or not yet set up (a SunSpec device down at start)
+        for name in self.links.configured:
             online = self.links.online(name)
             before = self._online.get(name)
             self._online[name] = online
-            if before is None or before == online:
+            if before == online or (before is None and online):
                 continue
             if online:
                 self.alarms.clear(name, "device_offline")

@@ -1,8 +1,10 @@
 """The site's devices as the service sees them: one poll target and one guarded writer each.
 
 Profiles come from the config (`device.profile`); SunSpec profiles are resolved on the device's
-own model chain at start. Polling runs in wall time (intervals in wall seconds); a reading older
-than its TTL is missing ("stale"), which the safety guard turns into the device's fallback.
+own model chain at start; a device that cannot be resolved then (an inverter asleep at night) is
+retried in the background with a capped exponential backoff and linked once found. Polling runs
+in wall time (intervals in wall seconds); a reading older than its TTL is missing ("stale"), which
+the safety guard turns into the device's fallback.
 
 `refresh_many`, `write_many` and `keepalive_many` talk to all devices side by side and return
 within a budget of wall seconds: a device that stops answering is left to its own background
@@ -62,10 +64,13 @@ class DeviceLinks:
 
     def __init__(self, cfg: SiteConfig, poll_interval_s: float = 1.0, ttl_s: float | None = None,
                  timeout_s: float = 1.0, command_clock: Callable[[], float] = time.monotonic,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, resolve_backoff_initial_s: float = 1.0,
+                 resolve_backoff_max_s: float = 60.0) -> None:
         """``command_clock`` (seconds) times keep-alives and rate limits: the site clock, since
         device watchdogs count site time. ``clock`` (seconds) is the poller's: it times the
-        polling intervals and the TTLs (``poll_interval_s`` and ``ttl_s`` are in its seconds)."""
+        polling intervals and the TTLs (``poll_interval_s`` and ``ttl_s`` are in its seconds).
+        A device not set up at start is tried again after ``resolve_backoff_initial_s`` wall
+        seconds, doubling up to ``resolve_backoff_max_s``."""
         self.cfg = cfg
         self.command_clock = command_clock
         self.clock = clock
@@ -74,8 +79,14 @@ class DeviceLinks:
         self.timeout_s = timeout_s
         self.links: dict[str, Link] = {}
         self.poller: Poller | None = None
+        self.resolve_backoff_initial_s = resolve_backoff_initial_s
+        self.resolve_backoff_max_s = max(resolve_backoff_initial_s, resolve_backoff_max_s)
+        self.configured: list[str] = []
+        """Every device of the site config, linked or not (set by `start`)."""
         self.unresolved: dict[str, str] = {}
-        """Devices that could not be set up at start (name -> reason); retried by `resolve`."""
+        """Devices not set up yet (name -> last reason); retried in the background until found."""
+        self.resolve_attempts: dict[str, int] = {}
+        """Failed set-up attempts of each device still unresolved."""
         self._polls: dict[str, asyncio.Task[Any]] = {}
         """The `refresh_many` poll running for each device."""
         self._commands: dict[str, tuple[CommandKind, asyncio.Task[Any]]] = {}
@@ -88,30 +99,73 @@ class DeviceLinks:
     async def start(self) -> None:
         self._stopping = False
         entries = site_devices(self.cfg)
+        self.configured = [e.name for e in entries]
         profiles: dict[str, Profile] = {}
+        pending: list[SiteDevice] = []
         for entry in entries:
             try:
                 profiles[entry.name] = await self._profile(entry)
-            except (SunSpecError, TransportError, OSError, ProfileUnavailable) as exc:
+            except ProfileUnavailable as exc:  # a config problem: trying again will not help
                 self.unresolved[entry.name] = str(exc)
                 log.warning("device %s: not set up: %s", entry.name, exc)
-        targets = [PollTarget(e.name, profiles[e.name], e.device.host, e.device.port, e.device.unit_id,
-                              interval_s=self.poll_interval_s, ttl_s=self.ttl_s)
-                   for e in entries if e.name in profiles]
-        self.poller = Poller(targets, timeout_s=self.timeout_s, clock=self.clock)
+            except (SunSpecError, TransportError, OSError) as exc:
+                self._not_found(entry, exc)
+                pending.append(entry)
+        # energy counters of simulated devices advance in site time, which may run faster than wall time
+        self.poller = Poller([self._target(e, profiles[e.name]) for e in entries if e.name in profiles],
+                             timeout_s=self.timeout_s, clock=self.clock, device_clock=self.command_clock)
         for e in entries:
-            if e.name not in profiles:
-                continue
-            profile = profiles[e.name]
-            writer = None
-            if profile.commands:
-                transport = self.poller.pool.get(e.device.host, e.device.port)
-                writer = SafeWriter(profile, transport, e.device.unit_id, clock=self.command_clock,
-                                    never_zero=NEVER_ZERO.get(profile.name, frozenset()),
-                                    keepalive_s=self._feeding(e, profile))
-            self.links[e.name] = Link(e, profile, writer)
+            if e.name in profiles:
+                self._link(e, profiles[e.name])
         self.poller.start()
         await self.arm_watchdogs()
+        if pending:
+            self._spawn("unresolved devices", "set-up", self._resolve_later(pending))
+
+    def _target(self, entry: SiteDevice, profile: Profile) -> PollTarget:
+        return PollTarget(entry.name, profile, entry.device.host, entry.device.port, entry.device.unit_id,
+                          interval_s=self.poll_interval_s, ttl_s=self.ttl_s, nameplate_w=nameplate_w(entry))
+
+    def _link(self, entry: SiteDevice, profile: Profile) -> None:
+        assert self.poller is not None
+        writer = None
+        if profile.commands:
+            transport = self.poller.pool.get(entry.device.host, entry.device.port)
+            writer = SafeWriter(profile, transport, entry.device.unit_id, clock=self.command_clock,
+                                never_zero=NEVER_ZERO.get(profile.name, frozenset()),
+                                keepalive_s=self._feeding(entry, profile))
+        self.links[entry.name] = Link(entry, profile, writer)
+
+    def _not_found(self, entry: SiteDevice, exc: Exception) -> None:
+        attempts = self.resolve_attempts[entry.name] = self.resolve_attempts.get(entry.name, 0) + 1
+        self.unresolved[entry.name] = str(exc)
+        if attempts == 1:
+            log.warning("device %s: not set up: %s; retrying in the background", entry.name, exc)
+        else:
+            log.debug("device %s: still not set up (attempt %d): %s", entry.name, attempts, exc)
+
+    async def _resolve_later(self, pending: list[SiteDevice]) -> None:
+        """Try to set up each of ``pending`` again, with a capped exponential backoff, until all
+        are linked (then polled and commanded like the others)."""
+        delay = self.resolve_backoff_initial_s
+        while pending and not self._stopping:
+            await asyncio.sleep(delay)
+            for entry in list(pending):
+                try:
+                    profile = await self._profile(entry)
+                except (SunSpecError, TransportError, OSError) as exc:
+                    self._not_found(entry, exc)
+                    continue
+                if self._stopping or self.poller is None:
+                    return
+                pending.remove(entry)
+                self.unresolved.pop(entry.name, None)
+                self.resolve_attempts.pop(entry.name, None)
+                self.poller.add(self._target(entry, profile))
+                self._link(entry, profile)
+                log.info("device %s: found and linked", entry.name)
+                await self.arm_watchdogs()
+            delay = min(2 * delay, self.resolve_backoff_max_s)
 
     def _feeding(self, entry: SiteDevice, profile: Profile) -> dict[str, float]:
         """Keep-alive periods (site s) of the commands that feed an armed watchdog: a third of
@@ -182,6 +236,18 @@ class DeviceLinks:
             return resolved
         finally:
             transport.close()
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Per link (host:port) its request and error counts, errors by kind, latency and backoff
+        state, per unit id behind it the same; and the devices not set up yet with the reason and
+        the attempts so far (for `/status` and `/metrics`)."""
+        pool = None if self.poller is None else self.poller.pool
+        links = {} if pool is None else {name: t.diagnostics() for name, t in pool.transports().items()}
+        return {
+            "links": links,
+            "unresolved": {name: {"reason": reason, "attempts": self.resolve_attempts.get(name, 0)}
+                           for name, reason in self.unresolved.items()},
+        }
 
     def reading(self, name: str) -> CapabilityReading | None:
         """The latest typed reading of ``name`` (fields missing with a reason when stale)."""
@@ -364,6 +430,26 @@ class DeviceLinks:
 
     def names(self, section: str) -> list[str]:
         return [n for n, link in self.links.items() if link.device.section == section]
+
+
+def nameplate_w(entry: SiteDevice) -> float | None:
+    """The asset's rated power, W, for the poller's plausibility checks (None when the config
+    gives none: a load meter, a grid without limits)."""
+    asset = entry.asset
+    kw: float
+    if entry.section == "grid":
+        kw = max(asset.import_limit_kw, asset.export_limit_kw)
+    elif entry.section == "pv":
+        kw = asset.kwp
+    elif entry.section == "battery":
+        kw = max(asset.max_charge_kw, asset.max_discharge_kw)
+    elif entry.section == "ev_charger":
+        kw = max(asset.max_power_kw, asset.max_discharge_kw)
+    elif entry.section == "electrolyser":
+        kw = asset.rated_kw
+    else:
+        return None
+    return 1000.0 * kw if kw > 0 else None
 
 
 async def _within(tasks: Collection[asyncio.Task[Any]], budget_s: float) -> None:

@@ -149,7 +149,7 @@ def _sunspec_like() -> dict[str, object]:
         "kind": "pv_inverter",
         "points": {
             "w": {"address": 40083, "table": "holding", "type": "int16", "unit": "W",
-                  "scale_factor_point": "w_sf", "sentinel": "sunspec"},
+                  "valid_range": [-1e7, 1e7], "scale_factor_point": "w_sf", "sentinel": "sunspec"},
             "w_sf": {"address": 40084, "table": "holding", "type": "int16", "sentinel": "sunspec"},
             "wh": {"address": 40093, "table": "holding", "type": "uint32", "unit": "Wh",
                    "scale_factor_point": "wh_sf", "valid_range": [0, 1e12]},

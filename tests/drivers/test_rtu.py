@@ -16,6 +16,7 @@ from drivers.modbus.rtu import ModbusRtuTransport, SerialLine
 from drivers.modbus.transport import TransportError, TransportPool
 from drivers.profiles import PROFILES_DIR
 from drivers.sim.register_server import RegisterServer, crc16, rtu_frame
+from tests.drivers.raw_peers import RtuStreamPeer
 from tests.drivers.support import FakeClock, run
 
 VALUES = {"voltage_l1_v": 230.1, "active_power_l1_w": 2875.0, "frequency_hz": 50.02}
@@ -172,3 +173,46 @@ def test_pool_keys_rtu_transports_by_serial_port() -> None:
     tcp = pool.get("127.0.0.1", 1)
     assert pool.get("127.0.0.1", 1) is tcp and tcp is not a
     pool.close()
+
+
+# -- replies matched to their request, against an independent byte-stream peer -------------------
+
+
+def test_late_rtu_reply_is_discarded_not_taken_for_the_next_request() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        async with RtuStreamPeer(unit=1) as peer:
+            late_reply = peer.held[100] = asyncio.Event()  # the first read is answered when told
+            transport = ModbusRtuTransport(f"socket://127.0.0.1:{peer.port}", SerialLine(9600, "N"),
+                                           timeout_s=0.3, clock=clock)
+            try:
+                with pytest.raises(TransportError, match="timeout") as late:
+                    await transport.read("holding", 100, 2, unit_id=1)
+                clock.advance(transport.unit_state(1).backoff_s)
+                late_reply.set()  # the late reply goes out as the next request is made
+                words = await transport.read("holding", 200, 2, unit_id=1)
+                again = await transport.read("holding", 100, 2, unit_id=1)
+            finally:
+                transport.close()
+        assert late.value.exception_code is None
+        assert words == [1200, 1201]  # not the late [1100, 1101]
+        assert again == [1100, 1101]
+        assert transport.late_replies == 1
+
+    run(main())
+
+
+def test_reply_longer_than_requested_is_refused_not_cut() -> None:
+    async def main() -> None:
+        async with RtuStreamPeer(unit=1) as peer:
+            peer.registers[(1, 300)] = [1, 2, 3, 4]
+            transport = ModbusRtuTransport(f"socket://127.0.0.1:{peer.port}", SerialLine(9600, "N"),
+                                           timeout_s=0.5)
+            try:
+                with pytest.raises(TransportError, match="reply has 4 registers, not 2"):
+                    await transport.read("holding", 300, 2, unit_id=1)
+                assert await transport.read("holding", 400, 2, unit_id=1) == [1400, 1401]
+            finally:
+                transport.close()
+
+    run(main())

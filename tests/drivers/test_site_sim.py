@@ -48,8 +48,9 @@ KW_PER_A = 3 * 230.0 / 1000.0
 TEST_BATTERY: Profile = parse_profile({
     "name": "test_battery", "vendor": "test", "model": "simulated pack", "kind": "battery",
     "points": {
-        "power_w": {"address": 0, "table": "input", "type": "int32", "unit": "W"},
-        "soc_pct": {"address": 2, "table": "input", "type": "float32", "unit": "%"},
+        "power_w": {"address": 0, "table": "input", "type": "int32", "unit": "W",
+                    "valid_range": [-1.0e6, 1.0e6]},
+        "soc_pct": {"address": 2, "table": "input", "type": "float32", "unit": "%", "valid_range": [0, 100]},
         "temp_max_c": {"address": 4, "table": "input", "type": "float32", "unit": "°C"},
     },
     "commands": {

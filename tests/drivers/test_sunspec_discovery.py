@@ -159,3 +159,66 @@ def test_device_failing_mid_walk_is_a_transport_error() -> None:
                 await _discover(server)
 
     run(main())
+
+
+# -- end marker without its length register, against an independent raw-socket peer ---------------
+
+
+def _ascii_words(text: str, count: int) -> list[int]:
+    data = text.encode().ljust(2 * count, b"\0")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, 2 * count, 2)]
+
+
+COMMON_AT = 40002
+END_AT = COMMON_AT + 2 + 66
+PEER_IMAGE = {40000: SUNS, COMMON_AT: [1, 66, *_ascii_words("Peer Maker", 16), *([0] * 50)], END_AT: [0xFFFF]}
+
+
+def _peer_value(unit: int, address: int) -> int:
+    for start, words in PEER_IMAGE.items():
+        if start <= address < start + len(words):
+            return words[address - start]
+    return 0
+
+
+@pytest.mark.parametrize("end", ["exception", "short reply"])
+def test_end_marker_without_length_register_ends_the_chain(end: str) -> None:
+    from tests.drivers.raw_peers import GatewayPeer
+
+    async def main() -> None:
+        async with GatewayPeer(answering={1}) as peer:
+            peer.value = _peer_value
+            if end == "exception":  # 0xFFFF is the last register the device has
+                peer.exception_at[(1, END_AT, 2)] = 2
+            else:  # the device answers the ID alone, whatever count is asked
+                peer.registers[(1, END_AT)] = [0xFFFF]
+            transport = ModbusTcpTransport("127.0.0.1", peer.port, timeout_s=1.0)
+            try:
+                smap = await discover(transport, 1)
+            finally:
+                transport.close()
+        assert [(m.id, m.address, m.length) for m in smap.models] == [(1, COMMON_AT, 66)]
+        assert smap.common["Mn"] == "Peer Maker"
+        assert smap.end_address == END_AT
+
+    run(main())
+
+
+def test_exception_after_a_model_that_is_not_the_end_marker_still_fails() -> None:
+    from tests.drivers.raw_peers import GatewayPeer
+
+    async def main() -> None:
+        async with GatewayPeer(answering={1}) as peer:
+            image = dict(PEER_IMAGE)
+            image[END_AT] = [103]  # a model id, then nothing readable
+            peer.value = lambda unit, address: next(
+                (w[address - a] for a, w in image.items() if a <= address < a + len(w)), 0)
+            peer.exception_at[(1, END_AT, 2)] = 2
+            transport = ModbusTcpTransport("127.0.0.1", peer.port, timeout_s=1.0)
+            try:
+                with pytest.raises(TransportError, match=f"model header at {END_AT}: .* modbus exception 2"):
+                    await discover(transport, 1)
+            finally:
+                transport.close()
+
+    run(main())

@@ -107,8 +107,12 @@ def test_every_point_reads_raw_times_ten_to_the_sf(name: str) -> None:
                     server.set_registers("holding", p.address, string_words(f"S{i}", p.count or 1))
                     continue
                 raw = (-1 if p.type.startswith("int") else 1) * (1000 + i)
+                exponent = sf_value(profile, server, pname)
+                rng = p.valid_range
+                if rng is not None and not rng[0] <= raw * 10.0**exponent <= rng[1]:
+                    raw = round(0.3 * rng[1] / 10.0**exponent)  # a percentage: inside its range
                 server.set_registers("holding", p.address, words(p.type, raw))
-                expected[pname] = raw * 10.0 ** sf_value(profile, server, pname)
+                expected[pname] = raw * 10.0 ** exponent
             result = await poll(profile, server)
         assert set(result) == set(profile.points)
         assert len(expected) == len(profile.points) - len(sfs)

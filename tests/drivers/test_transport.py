@@ -93,7 +93,8 @@ def test_no_answer_times_out_then_recovers(sdm630: Profile) -> None:
     async def main() -> None:
         async with serve(sdm630) as server:
             server.faults.no_answer = True
-            transport = ModbusTcpTransport("127.0.0.1", server.port, timeout_s=0.2)
+            clock = FakeClock()
+            transport = ModbusTcpTransport("127.0.0.1", server.port, timeout_s=0.2, clock=clock)
             device = ProfileDevice(sdm630, transport)
             # a swallowed request must end in the transport's timeout, not hang the poll
             result = await asyncio.wait_for(device.poll(), timeout=5.0)
@@ -101,9 +102,14 @@ def test_no_answer_times_out_then_recovers(sdm630: Profile) -> None:
             assert result["voltage_l1_v"].value is None
             assert reason is not None and "timeout" in reason
             server.faults.clear()
+            # the unit is backing off: not asked again at once, then read again after its backoff
+            backing_off = await device.poll()
+            assert "not answering" in str(backing_off["voltage_l1_v"].missing_reason)
+            assert server.requests[4] == 1
+            clock.advance(transport.unit_state(1).backoff_s)
             assert_values(await device.poll())
             transport.close()
-        assert transport.stats.errors == 1
+        assert transport.stats.errors == 2
 
     run(main())
 
