@@ -113,6 +113,9 @@ def create_app(service: SiteService) -> FastAPI:
             "battery_soc_fraction": m.battery_soc_fraction,
             "tank_kg": service.state.tank_kg,
             "ev_sessions": service.sessions.to_json(),
+            "device_links": service.links.diagnostics(),
+            "watchdogs": {name: {"command": w.command, "timeout_s": w.timeout_s, "armed": w.armed,
+                                 "problem": w.problem} for name, w in service.links.watchdogs.items()},
         }
 
     @app.get("/plan", dependencies=reads)

@@ -434,12 +434,11 @@ class DeviceLinks:
 
 def nameplate_w(entry: SiteDevice) -> float | None:
     """The asset's rated power, W, for the poller's plausibility checks (None when the config
-    gives none: a load meter, a grid without limits)."""
+    gives none: a load meter, the grid meter, whose limits are what the site should hold, not
+    what the connection can carry: a meter reading far beyond them is the alarm, not a fault)."""
     asset = entry.asset
     kw: float
-    if entry.section == "grid":
-        kw = max(asset.import_limit_kw, asset.export_limit_kw)
-    elif entry.section == "pv":
+    if entry.section == "pv":
         kw = asset.kwp
     elif entry.section == "battery":
         kw = max(asset.max_charge_kw, asset.max_discharge_kw)
