@@ -530,7 +530,8 @@ def test_the_docker_image_start_command_runs(tmp_path: Path) -> None:
             deadline = time.monotonic() + 180  # a guard against a hang
             while not db_ready:
                 assert proc.poll() is None and time.monotonic() < deadline, shlex.join(args)
-                db_ready = _plans_in(tmp_path / "ems.sqlite") >= 1
+                # a plan is stored and the service follows it (the mode change is logged)
+                db_ready = _plans_in(tmp_path / "ems.sqlite") >= 1 and '"to": "auto"' in err_path.read_text()
                 time.sleep(0.1)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
